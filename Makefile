@@ -1,0 +1,45 @@
+# rankbench: the two commands a newcomer needs are `make bench` and `make test`.
+# Both create the environment first when .venv is missing.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# torch is pinned exactly and installed first: 2.13.0 resolves to the local CPU build,
+# anything looser pulls a multi-GB CUDA build.
+TORCH   := torch==2.13.0
+
+PRESET  ?= default
+MODELS  ?= xgboost
+SEEDS   ?= 0 1 2
+BENCH_ARGS ?=
+
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install bench ablate test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
+		--models $(MODELS) --seeds $(SEEDS) $(BENCH_ARGS)
+
+ablate: $(STAMP)
+	$(VENV)/bin/rankbench ablate
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .rankbench_cache

@@ -1,0 +1,1 @@
+"""rankbench benchmark driver, metrics and reporting."""

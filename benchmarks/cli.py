@@ -1,0 +1,149 @@
+"""The ``rankbench`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from datamodules.tables import LogValidationError
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return args.handler(args, argv)
+    except (LogValidationError, ValueError, FileNotFoundError) as error:
+        print(f"rankbench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "rankbench: interrupted; finished runs are kept and will be skipped next time",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rankbench",
+        description="Benchmark suite for personalized product-search ranking.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="write a simulated search log (with its truth) to a folder",
+        description="Generate the simulator's search log at a preset and write the canonical "
+        "tables (products, users, impressions, truth) as Parquet, chunk by chunk.",
+    )
+    simulate.add_argument(
+        "--preset", default="default", help="tiny | ci | default | large (default: %(default)s)"
+    )
+    simulate.add_argument("--out", required=True, type=Path, help="folder to write into")
+    simulate.add_argument("--seed", type=int, default=None, help="simulator seed")
+    simulate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a simulator setting, e.g. position_bias=1.5",
+    )
+    simulate.set_defaults(handler=_simulate)
+
+    bench = commands.add_parser(
+        "bench",
+        help="train and evaluate models on one dataset, write tables to results/",
+        description="Train every model with every seed on identical splits, evaluate on the "
+        "test split, write run records, summary tables and plots to <output>/<name>/, and log "
+        "to W&B (offline by default). Finished runs are skipped when rerun.",
+    )
+    bench.add_argument(
+        "--config", type=Path, help="a YAML file of settings (copy benchmarks/configs/bench.yaml)"
+    )
+    bench.add_argument("--dataset", help="simulator | logdir (default: simulator)")
+    bench.add_argument("--preset", help="simulator preset: tiny | ci | default | large")
+    bench.add_argument("--data", dest="data_path", help="folder of canonical tables (logdir)")
+    bench.add_argument("--models", nargs="+", help="registered model names, e.g. xgboost")
+    bench.add_argument("--seeds", nargs="+", type=int, help="model seeds, e.g. 0 1 2")
+    bench.add_argument("--name", help="benchmark name (default: <dataset>-<preset>)")
+    bench.add_argument("--out", dest="output", help="results folder (default: results)")
+    bench.add_argument(
+        "--wandb", choices=["offline", "online", "disabled"], help="W&B mode (default: offline)"
+    )
+    bench.add_argument(
+        "--import",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file that registers extra models",
+    )
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. data.split.seed=1 or model_config.xgboost.max_depth=8",
+    )
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def _simulate(args, argv) -> int:
+    from benchmarks.config import parse_assignment
+    from datamodules.simulator import preset, write_log
+
+    overrides = {}
+    for assignment in args.set:
+        overrides.update(parse_assignment(assignment))
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    config = preset(args.preset, **overrides)
+    summary = write_log(config, args.out, progress=True)
+    print(f"wrote {args.out}: {summary}")
+    return 0
+
+
+def _bench(args, argv) -> int:
+    from benchmarks.config import load_config
+    from benchmarks.runner import import_plugins, run_benchmark
+
+    import_plugins(args.plugins)
+    overrides = {
+        "dataset": args.dataset,
+        "preset": args.preset,
+        "data_path": args.data_path,
+        "models": args.models,
+        "seeds": args.seeds,
+        "name": args.name,
+        "output": args.output,
+    }
+    config = load_config(args.config, overrides, args.set)
+    if args.wandb:
+        config["wandb"]["mode"] = args.wandb
+    command = shlex.join(["rankbench", *argv])
+    outcome = run_benchmark(config, command, progress=not args.quiet)
+    print()
+    print(outcome.markdown)
+    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
+    if config["wandb"]["mode"] == "offline":
+        print(
+            f"W&B offline runs: {outcome.folder}/wandb  (upload: wandb sync "
+            f"{outcome.folder}/wandb/offline-run-*)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Benchmark settings: the packaged YAML defaults, a user's YAML file, then the command line."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from datamodules import DataConfig, FeatureConfig, LabelConfig, SplitConfig
+
+DEFAULTS = Path(__file__).parent / "configs" / "bench.yaml"
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    assignments: list[str] | None = None,
+) -> dict:
+    """Defaults <- file <- ``overrides`` (command-line options) <- ``key.sub=value`` pairs."""
+    config = yaml.safe_load(DEFAULTS.read_text())
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file not found: {path}")
+        config = merge(config, yaml.safe_load(path.read_text()) or {}, str(path))
+    config = merge(config, {k: v for k, v in (overrides or {}).items() if v is not None}, "options")
+    for assignment in assignments or []:
+        config = merge(config, parse_assignment(assignment), "--set")
+    if not config.get("name"):
+        config["name"] = f"{config['dataset']}-{config.get('preset') or 'data'}"
+    return config
+
+
+def merge(base: dict, update: dict, source: str) -> dict:
+    """Deep-merge ``update`` into a copy of ``base``; unknown top-level keys are an error."""
+    unknown = sorted(set(update) - set(base))
+    if source and unknown:
+        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value, "")
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_assignment(text: str) -> dict:
+    """``data.split.seed=3`` -> ``{"data": {"split": {"seed": 3}}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    nested: dict = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = yaml.safe_load(value)
+    return nested
+
+
+def data_config(config: dict) -> DataConfig:
+    data = config["data"]
+    try:
+        features = dict(data.get("features", {}))
+        for key in ("text_columns", "log1p_columns", "user_affinity_columns"):
+            if key in features:
+                features[key] = tuple(features[key])
+        return DataConfig(
+            split=SplitConfig(**data.get("split", {})),
+            features=FeatureConfig(**features),
+            labels=LabelConfig(**data.get("labels", {})),
+            batch_size=int(data.get("batch_size", 64)),
+        )
+    except TypeError as error:
+        raise ValueError(f"data settings: {error}") from None

@@ -1,0 +1,45 @@
+"""Plots a person would rather look at than read: NDCG@k per model with error bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
+    """Grouped bars of the NDCG columns (mean ± std over seeds), one group per model."""
+    ndcg = [c for c in columns if "/ndcg@" in c.key]
+    if not ndcg:
+        return
+    models = table["model"].to_list()
+    width = 0.8 / len(ndcg)
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(models) + 2), 4.5))
+    for i, column in enumerate(ndcg):
+        means = table[f"{column.key}:mean"].to_numpy()
+        stds = table[f"{column.key}:std"].fill_null(0).to_numpy()
+        ax.bar(
+            x + (i - (len(ndcg) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=2,
+            label=column.title,
+        )
+    ax.set_xticks(x, models, rotation=20, ha="right")
+    ax.set_ylabel("NDCG on the test split")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize="small", ncol=2, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

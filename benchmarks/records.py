@@ -1,0 +1,173 @@
+"""Run records: what one model x seed run did, written atomically so a crash loses nothing.
+
+A record is a JSON file (config and its hash, git commit, package versions, split hash,
+dataset fingerprint, wall time, peak memory, metrics) beside a Parquet file of per-query
+metrics. The JSON is written last: its presence means the run finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import polars as pl
+import psutil
+
+PACKAGES = (
+    "rankbench",
+    "torch",
+    "lightning",
+    "xgboost-cpu",
+    "numpy",
+    "polars",
+    "scikit-learn",
+    "scipy",
+    "torchmetrics",
+    "wandb",
+    "pytorch-tabnet",
+    "rtdl-revisiting-models",
+    "transformers",
+)
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_parquet(path: Path, table: pl.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        table.write_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def git_commit(cwd: Path | None = None) -> dict:
+    """The commit the code ran at, and whether the work tree had uncommitted changes."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return {"commit": commit, "dirty": bool(status)}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class PeakMemory:
+    """Samples this process's resident memory in a thread; ``peak_mb`` after the block.
+
+    Sampling sees native allocations (XGBoost, torch) that tracemalloc would miss.
+    ``start_mb`` is the resident memory on entry, so ``peak_mb - start_mb`` is what the block
+    added on top of the process (the data module, imported libraries).
+    """
+
+    def __init__(self, interval_s: float = 0.05):
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        rss = self._process.memory_info().rss / 2**20
+        self.peak_mb = max(self.peak_mb, rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self._sample()
+        self.start_mb = self.peak_mb
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+class Stopwatch:
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+class RunStore:
+    """The folder of one benchmark's run records."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def record_path(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.json"
+
+    def queries_path(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.queries.parquet"
+
+    def finished(self, run_id: str, expected_hash: str) -> dict | None:
+        """The run's record if it finished with this config, else None."""
+        path = self.record_path(run_id)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if record.get("config_hash") != expected_hash or not self.queries_path(run_id).exists():
+            return None
+        return record
+
+    def write(self, record: dict, per_query: pl.DataFrame) -> None:
+        run_id = record["run_id"]
+        atomic_write_parquet(self.queries_path(run_id), per_query)
+        atomic_write_text(self.record_path(run_id), json.dumps(record, indent=2, default=str))
+
+    def per_query(self, run_id: str) -> pl.DataFrame:
+        return pl.read_parquet(self.queries_path(run_id))

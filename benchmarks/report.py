@@ -1,0 +1,134 @@
+"""Summary tables: mean ± std over seeds per model, and paired significance over queries.
+
+For every metric column, the best model (highest mean) is in bold, and a model whose
+per-query values (averaged over its seeds) are significantly different from the best one's
+by a two-sided Wilcoxon signed-rank test over the test queries (p < alpha, no correction for
+multiple comparisons) is marked with ``*``. Reference rows (logged order, random, ideal) are
+deterministic and shown for scale; they are never the "best".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.stats import wilcoxon
+
+REFERENCE_PREFIX = "ref: "
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # "<label>/<metric>" as in the records
+    title: str
+
+
+def table_columns(labels: list[str], ks=(1, 3, 5, 10)) -> list[Column]:
+    columns = []
+    for label, short in (("true_relevance", "true"), ("relevance", "rel")):
+        if label in labels:
+            columns += [Column(f"{label}/ndcg@{k}", f"NDCG@{k} {short}") for k in ks]
+    for label, short in (("click", "click"), ("add_to_cart", "cart"), ("purchase", "buy")):
+        if label in labels:
+            columns.append(Column(f"{label}/mrr", f"MRR {short}"))
+    return columns
+
+
+@dataclass
+class ModelResult:
+    name: str
+    reference: bool
+    # metric key -> one mean per seed
+    values: dict[str, list[float]]
+    # request_id -> per-query values averaged over seeds
+    per_query: pl.DataFrame
+    fit_seconds: list[float]
+    peak_mb: list[float]
+
+
+def summarise(
+    results: list[ModelResult], columns: list[Column], alpha: float = 0.05
+) -> pl.DataFrame:
+    """One row per model: mean, std and p-value against the best model for every column."""
+    rows = []
+    for result in results:
+        row = {
+            "model": result.name,
+            "reference": result.reference,
+            "seeds": len(result.fit_seconds) if not result.reference else 0,
+        }
+        for column in columns:
+            values = np.asarray(result.values.get(column.key, [np.nan]), dtype=np.float64)
+            row[f"{column.key}:mean"] = float(np.mean(values))
+            row[f"{column.key}:std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        row["fit_seconds:mean"] = float(np.mean(result.fit_seconds)) if result.fit_seconds else None
+        row["peak_mb:max"] = float(np.max(result.peak_mb)) if result.peak_mb else None
+        rows.append(row)
+    table = pl.DataFrame(rows)
+    for column in columns:
+        table = table.with_columns(_p_values(results, column, table).alias(f"{column.key}:p"))
+    return table
+
+
+def _best_model(results: list[ModelResult], column: Column) -> ModelResult | None:
+    candidates = [r for r in results if not r.reference and column.key in r.values]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: np.mean(r.values[column.key]))
+
+
+def _p_values(results: list[ModelResult], column: Column, table: pl.DataFrame) -> pl.Series:
+    best = _best_model(results, column)
+    p_values = []
+    for result in results:
+        if best is None or result is best or column.key not in result.per_query.columns:
+            p_values.append(None)
+            continue
+        p_values.append(paired_test(best.per_query, result.per_query, column.key))
+    return pl.Series(p_values, dtype=pl.Float64)
+
+
+def paired_test(a: pl.DataFrame, b: pl.DataFrame, key: str) -> float | None:
+    """Two-sided Wilcoxon signed-rank p-value over the queries both score (None if undefined)."""
+    joined = (
+        a.select("request_id", pl.col(key).alias("a"))
+        .join(b.select("request_id", pl.col(key).alias("b")), on="request_id")
+        .drop_nans()
+        .drop_nulls()
+    )
+    differences = (joined["a"] - joined["b"]).to_numpy()
+    if len(differences) < 2 or np.allclose(differences, 0):
+        return None
+    return float(wilcoxon(joined["a"].to_numpy(), joined["b"].to_numpy()).pvalue)
+
+
+def to_markdown(table: pl.DataFrame, columns: list[Column], alpha: float = 0.05) -> str:
+    headers = ["model", *[c.title for c in columns], "fit s", "peak MiB"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    best = {c.key: _best_mean(table, c.key) for c in columns}
+    for row in table.iter_rows(named=True):
+        cells = [row["model"]]
+        for column in columns:
+            cells.append(_cell(row, column.key, best[column.key], alpha))
+        cells.append(f"{row['fit_seconds:mean']:.1f}" if row["fit_seconds:mean"] else "")
+        cells.append(f"{row['peak_mb:max']:.0f}" if row["peak_mb:max"] else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _best_mean(table: pl.DataFrame, key: str) -> float | None:
+    models = table.filter(~pl.col("reference"))[f"{key}:mean"].drop_nans().drop_nulls()
+    return float(models.max()) if len(models) else None
+
+
+def _cell(row: dict, key: str, best: float | None, alpha: float) -> str:
+    mean, std, p = row[f"{key}:mean"], row[f"{key}:std"], row[f"{key}:p"]
+    if mean is None or np.isnan(mean):
+        return "–"
+    text = f"{mean:.4f}" if row["reference"] else f"{mean:.4f} ± {std:.4f}"
+    if not row["reference"] and best is not None and mean == best:
+        text = f"**{text}**"
+    if p is not None and p < alpha:
+        text += " *"
+    return text

@@ -1,0 +1,278 @@
+"""The benchmark driver: every model x seed on one DataModule, records, tables, W&B.
+
+A run whose record already exists (same config, same data, same split) is skipped, so an
+interrupted benchmark resumes where it stopped and a finished one only rebuilds its tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from benchmarks.config import data_config
+from benchmarks.evaluation import evaluate_scores, reference_scores
+from benchmarks.plots import plot_summary
+from benchmarks.records import (
+    PeakMemory,
+    RunStore,
+    Stopwatch,
+    atomic_write_text,
+    config_hash,
+    git_commit,
+    package_versions,
+)
+from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
+from benchmarks.wandb_logging import WandbLogger
+from datamodules import SearchLogDataModule
+from datamodules.sources import make_source
+from models import create_ranker, get_ranker
+
+
+@dataclass
+class BenchmarkOutcome:
+    folder: Path
+    table: pl.DataFrame
+    markdown: str
+    ran: list[str]
+    skipped: list[str]
+
+
+def import_plugins(plugins: list[str]) -> None:
+    """Import user modules or files so their ``@register``-ed rankers become available."""
+    for plugin in plugins:
+        path = Path(plugin)
+        if path.suffix == ".py":
+            if not path.is_file():
+                raise ValueError(f"plugin file not found: {path}")
+            spec = importlib.util.spec_from_file_location(f"rankbench_plugin_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(plugin)
+
+
+def build_datamodule(config: dict, progress: bool = True) -> SearchLogDataModule:
+    source = make_source(
+        config["dataset"],
+        preset=config.get("preset"),
+        path=config.get("data_path"),
+        overrides=config.get("simulator"),
+        progress=progress,
+    )
+    return SearchLogDataModule(source, data_config(config))
+
+
+def run_benchmark(
+    config: dict, command: str, progress: bool = True, echo=print
+) -> BenchmarkOutcome:
+    for model in config["models"]:
+        get_ranker(model)  # fail fast on a misspelt model name, before any data work
+    folder = Path(config["output"]) / config["name"]
+    store = RunStore(folder / "runs")
+    wandb = WandbLogger(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
+
+    datamodule = build_datamodule(config, progress)
+    echo(f"preparing {config['name']}: loading, labelling and featurising the log ...")
+    datamodule.setup()
+    test = datamodule.arrays("test")
+    echo(f"{test.n_groups} test requests, {test.n_rows} rows; split {datamodule.split_hash}")
+
+    ran, skipped = [], []
+    runs = [(m, s) for m in config["models"] for s in config["seeds"]]
+    for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
+        run_id = f"{model}-seed{seed}"
+        run_config = _run_config(config, datamodule, model)
+        expected = config_hash(run_config)
+        record = store.finished(run_id, expected)
+        if record and _same_data(record, datamodule):
+            tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
+            skipped.append(run_id)
+            continue
+        record = _run_one(datamodule, model, seed, run_config, expected, config, store)
+        tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
+        wandb.log_run(record)
+        ran.append(run_id)
+
+    outcome = _report(config, datamodule, store, folder, command, ran, skipped)
+    wandb.log_summary(outcome.table, {"benchmark": config["name"], "command": command})
+    return outcome
+
+
+def _run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> dict:
+    resolved = get_ranker(model)({**config["model_config"].get(model, {})}).config
+    return {
+        "dataset": datamodule.source.describe(),
+        "data": config["data"],
+        "model": model,
+        "model_config": resolved,
+        "metrics": config["metrics"],
+    }
+
+
+def _same_data(record: dict, datamodule: SearchLogDataModule) -> bool:
+    return (
+        record.get("split_hash") == datamodule.split_hash
+        and record.get("dataset_fingerprint") == datamodule.fingerprint
+    )
+
+
+def _run_one(
+    datamodule,
+    model: str,
+    seed: int,
+    run_config: dict,
+    expected_hash: str,
+    config: dict,
+    store: RunStore,
+) -> dict:
+    L.seed_everything(seed, verbose=False)
+    ranker = create_ranker(model, config["model_config"].get(model, {}), seed)
+    with PeakMemory() as memory, Stopwatch() as fit_time:
+        ranker.fit(datamodule)
+    with Stopwatch() as predict_time:
+        scores = np.asarray(ranker.predict(datamodule, "test"), dtype=np.float64)
+    metrics, per_query = evaluate_scores(
+        datamodule.arrays("test"),
+        scores,
+        ks=tuple(config["metrics"]["ks"]),
+        gain=config["metrics"]["gain"],
+    )
+    record = {
+        "run_id": f"{model}-seed{seed}",
+        "benchmark": config["name"],
+        "model": model,
+        "seed": seed,
+        "config": run_config,
+        "config_hash": expected_hash,
+        "git": git_commit(),
+        "packages": package_versions(),
+        "split_hash": datamodule.split_hash,
+        "dataset_fingerprint": datamodule.fingerprint,
+        "wall_time_s": {"fit": fit_time.seconds, "predict": predict_time.seconds},
+        "peak_memory_mb": memory.peak_mb,
+        "fit_memory_increase_mb": memory.peak_mb - memory.start_mb,
+        "training": ranker.training_summary,
+        "metrics": metrics,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    store.write(record, per_query)
+    return record
+
+
+def _headline(record: dict) -> str:
+    for label in ("true_relevance", "relevance"):
+        if label in record["metrics"]:
+            return f"NDCG@10 {label} {record['metrics'][label]['ndcg@10']['mean']:.4f}"
+    return ""
+
+
+def _report(
+    config,
+    datamodule,
+    store: RunStore,
+    folder: Path,
+    command: str,
+    ran: list[str],
+    skipped: list[str],
+) -> BenchmarkOutcome:
+    results = [_model_result(store, model, config["seeds"]) for model in config["models"]]
+    results += _reference_results(datamodule, config)
+    labels = list(datamodule.arrays("test").labels)
+    columns = table_columns(labels, tuple(config["metrics"]["ks"]))
+    alpha = config["metrics"]["alpha"]
+    table = summarise(results, columns, alpha)
+    markdown = to_markdown(table, columns, alpha)
+    left_out = _left_out_note(store, config)
+    text = (
+        "\n\n".join(
+            [
+                f"# {config['name']}",
+                f"Reproduce with: `{command}`",
+                markdown,
+                f"Mean ± std over seeds {', '.join(map(str, config['seeds']))} on the test split "
+                f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
+                f"*: differs from the best model by a paired Wilcoxon signed-rank test over "
+                f"queries "
+                f"(p < {alpha}). `ref:` rows are model-free references. {left_out}",
+                f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}.",
+            ]
+        )
+        + "\n"
+    )
+    atomic_write_text(folder / "summary.md", text)
+    atomic_write_text(folder / "summary.csv", table.write_csv())
+    atomic_write_text(
+        folder / "dataset.json",
+        json.dumps(
+            {
+                "dataset": datamodule.source.describe(),
+                "split_hash": datamodule.split_hash,
+                "fingerprint": datamodule.fingerprint,
+                "spec": datamodule.spec.__dict__,
+            },
+            indent=2,
+            default=str,
+        ),
+    )
+    plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
+    return BenchmarkOutcome(folder, table, markdown + "\n\n" + left_out, ran, skipped)
+
+
+def _model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:
+    records = [json.loads(store.record_path(f"{model}-seed{s}").read_text()) for s in seeds]
+    values: dict[str, list[float]] = {}
+    for record in records:
+        for label, metrics in record["metrics"].items():
+            for name, result in metrics.items():
+                values.setdefault(f"{label}/{name}", []).append(result["mean"])
+    per_query = pl.concat([store.per_query(r["run_id"]) for r in records])
+    per_query = per_query.group_by("request_id").agg(pl.all().mean()).sort("request_id")
+    return ModelResult(
+        name=model,
+        reference=False,
+        values=values,
+        per_query=per_query,
+        fit_seconds=[r["wall_time_s"]["fit"] for r in records],
+        peak_mb=[r["peak_memory_mb"] for r in records],
+    )
+
+
+def _reference_results(datamodule, config: dict) -> list[ModelResult]:
+    test = datamodule.arrays("test")
+    references = reference_scores(test)
+    if "true_relevance" in test.labels:
+        references["ideal (true relevance)"] = test.labels["true_relevance"].astype(np.float64)
+    results = []
+    for name, scores in references.items():
+        metrics, per_query = evaluate_scores(
+            test, scores, ks=tuple(config["metrics"]["ks"]), gain=config["metrics"]["gain"]
+        )
+        values = {
+            f"{label}/{m}": [r["mean"]] for label, ms in metrics.items() for m, r in ms.items()
+        }
+        results.append(ModelResult(f"ref: {name}", True, values, per_query, [], []))
+    return results
+
+
+def _left_out_note(store: RunStore, config: dict) -> str:
+    first = json.loads(
+        store.record_path(f"{config['models'][0]}-seed{config['seeds'][0]}").read_text()
+    )
+    parts = []
+    for label, metrics in first["metrics"].items():
+        name = "ndcg@10" if "ndcg@10" in metrics else "mrr"
+        if name in metrics and "left_out" in metrics[name]:
+            total = metrics[name]["left_out"] + metrics[name]["counted"]
+            parts.append(f"{label} {metrics[name]['left_out']} of {total}")
+    return ("Queries left out (no positive label): " + "; ".join(parts) + ".") if parts else ""

@@ -1,0 +1,333 @@
+"""Feature building: one feature table aligned with the impressions, and the spec models read.
+
+Four kinds of features, all computed without any truth column:
+
+- **numeric** product (and user) attributes, heavy-tailed ones through ``log1p``, then
+  standardised with the training part's mean and standard deviation (missing -> 0, the mean);
+- **categorical** attributes as integer codes, 0 reserved for missing or unseen values;
+- **text** fields (query, title, description) as ids into one table of unique texts, so an
+  encoder embeds each text once;
+- **behaviour**: smoothed query-product and product click rates (and add-to-cart and
+  purchase rates where logged) and a user's history (affinity to the product's brand and
+  category, price relative to what the user clicked). They come from the training part only;
+  training rows get out-of-fold values (K folds by request) so that no row's own label
+  reaches its features, and validation/test rows get values from the whole training part.
+
+A lexical feature, the share of query words found in the title, stands in for the text-match
+features (BM25 and the like) of classic learning-to-rank feature sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from datamodules.tables import BEHAVIOUR_COLUMNS, SearchLog
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    text_columns: tuple[str, ...] = ("title", "description")
+    log1p_columns: tuple[str, ...] = ("price", "review_count")
+    prior_strength: float = 20.0  # pseudo-impressions that pull a rate towards its mean
+    oof_folds: int = 5  # folds for out-of-fold behaviour features on training rows
+    user_affinity_columns: tuple[str, ...] = ("brand", "category")
+    lexical_overlap: bool = True
+
+    def __post_init__(self):
+        if self.oof_folds < 2:
+            raise ValueError("features.oof_folds must be at least 2")
+        if self.prior_strength <= 0:
+            raise ValueError("features.prior_strength must be positive")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a model needs to size itself. Column order is the order of the arrays."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    cardinalities: tuple[int, ...]  # per categorical feature, code 0 (missing) included
+    text_fields: tuple[str, ...]  # each has a "<field>_text_id" column into `texts`
+    tasks: tuple[str, ...]  # training targets: relevance plus the logged behaviours
+    eval_labels: tuple[str, ...]  # tasks plus true_relevance where the dataset knows it
+    max_list_size: int
+
+    @property
+    def n_numeric(self) -> int:
+        return len(self.numeric)
+
+
+@dataclass
+class BuiltFeatures:
+    rows: pl.DataFrame  # one row per impression: keys, split, features, labels
+    spec: FeatureSpec
+    texts: list[str]  # text id -> text
+
+
+def build_features(
+    log: SearchLog,
+    assignment: pl.DataFrame,
+    labels: pl.DataFrame,
+    config: FeatureConfig,
+    seed: int,
+) -> BuiltFeatures:
+    """Features for every impression of ``log``; ``assignment`` maps request_id -> split.
+
+    ``labels`` holds one row per impression (aligned with ``log.impressions``) of label
+    columns: they are carried along but never read to build features.
+    """
+    rows = (
+        log.impressions.with_columns(labels)
+        .join(assignment, on="request_id", how="left")
+        .sort(["request_id", "position"])
+    )
+    rows = _with_fold(rows, config.oof_folds, seed)
+    rows, product_numeric, product_categorical = _join_attributes(
+        rows, log.products, "product_id", config
+    )
+    user_numeric, user_categorical = [], []
+    if log.users is not None and "user_id" in rows.columns:
+        rows, user_numeric, user_categorical = _join_attributes(
+            rows, log.users, "user_id", config, prefix="user_"
+        )
+
+    behaviour = [c for c in BEHAVIOUR_COLUMNS if c in log.impressions.columns]
+    rows, rate_features = _rate_features(rows, behaviour, config)
+    history_features: list[str] = []
+    if "user_id" in rows.columns:
+        rows, history_features = _user_history_features(rows, config)
+
+    rows, texts, text_fields = _text_ids(rows, config)
+    lexical = []
+    if config.lexical_overlap:
+        rows = rows.with_columns(_query_title_overlap(rows, texts))
+        lexical = ["query_title_overlap"]
+
+    numeric = product_numeric + user_numeric + rate_features + history_features + lexical
+    rows = _standardise(rows, numeric)
+    categorical = product_categorical + user_categorical
+    rows, cardinalities = _encode_categoricals(rows, categorical)
+
+    tasks = ("relevance", *behaviour)
+    spec = FeatureSpec(
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        cardinalities=tuple(cardinalities),
+        text_fields=tuple(text_fields),
+        tasks=tasks,
+        eval_labels=tuple(c for c in labels.columns if c in (*tasks, "true_relevance")),
+        max_list_size=int(rows.group_by("request_id").len()["len"].max()),
+    )
+    return BuiltFeatures(rows=rows, spec=spec, texts=texts)
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def _with_fold(rows: pl.DataFrame, folds: int, seed: int) -> pl.DataFrame:
+    """A fold per training request (by a seeded hash of its id), -1 outside training."""
+    fold = (pl.col("request_id").hash(seed=seed) % folds).cast(pl.Int32)
+    return rows.with_columns(
+        _fold=pl.when(pl.col("split") == "train").then(fold).otherwise(pl.lit(-1, pl.Int32))
+    )
+
+
+def _join_attributes(
+    rows: pl.DataFrame, table: pl.DataFrame, key: str, config: FeatureConfig, prefix: str = ""
+) -> tuple[pl.DataFrame, list[str], list[str]]:
+    """Join an entity's attributes; numeric ones get log1p where configured."""
+    numeric, categorical, columns = [], [], []
+    for name, dtype in table.schema.items():
+        if name == key or name in config.text_columns:
+            continue
+        feature = f"{prefix}{name}"
+        expr = pl.col(name)
+        if dtype.is_numeric():
+            expr = expr.cast(pl.Float64)
+            if name in config.log1p_columns:
+                expr = expr.clip(lower_bound=0).log1p()
+            numeric.append(feature)
+        elif dtype in (pl.String, pl.Categorical, pl.Boolean):
+            expr = expr.cast(pl.String)
+            categorical.append(feature)
+        else:
+            continue  # dates and nested types are not features
+        columns.append(expr.alias(feature))
+    attributes = table.select(pl.col(key), *columns)
+    text = [c for c in config.text_columns if c in table.columns and not prefix]
+    if text:
+        attributes = attributes.with_columns(table.select(text))
+    return rows.join(attributes, on=key, how="left"), numeric, categorical
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+def out_of_fold_sums(rows: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """Per row, sums of ``values`` over training rows sharing ``keys``, own fold excluded.
+
+    Training rows see the other folds only; validation and test rows see all training rows.
+    Returns one row per input row with columns ``n`` (matching impressions) and each value.
+    """
+    train = rows.filter(pl.col("split") == "train")
+    aggregations = [pl.len().alias("n"), *[pl.col(v).sum().cast(pl.Float64) for v in values]]
+    per_fold = train.group_by([*keys, "_fold"]).agg(aggregations)
+    total = per_fold.group_by(keys).agg(pl.col(["n", *values]).sum())
+    sums = ["n", *values]
+    joined = (
+        rows.select([*keys, "_fold"])
+        .join(total, on=keys, how="left", maintain_order="left")
+        .join(per_fold, on=[*keys, "_fold"], how="left", suffix="_fold", maintain_order="left")
+    )
+    return joined.select(
+        (pl.col(c).fill_null(0) - pl.col(f"{c}_fold").fill_null(0)).alias(c) for c in sums
+    )
+
+
+def _smoothed(successes: pl.Expr, trials: pl.Expr, mean: float, strength: float) -> pl.Expr:
+    """A rate shrunk towards ``mean`` by ``strength`` pseudo-trials."""
+    return (successes + strength * mean) / (trials + strength)
+
+
+def _rate_features(
+    rows: pl.DataFrame, behaviour: list[str], config: FeatureConfig
+) -> tuple[pl.DataFrame, list[str]]:
+    train = rows.filter(pl.col("split") == "train")
+    features: list[str] = []
+    new_columns = []
+    for keys, prefix in ((["query", "product_id"], "qp"), (["product_id"], "product")):
+        sums = out_of_fold_sums(rows, keys, behaviour)
+        new_columns.append(pl.Series(f"{prefix}_log_impressions", np.log1p(sums["n"])))
+        features.append(f"{prefix}_log_impressions")
+        for column in behaviour:
+            mean = float(train[column].mean()) if train.height else 0.0
+            rate = sums.select(
+                _smoothed(pl.col(column), pl.col("n"), mean, config.prior_strength)
+            ).to_series()
+            name = f"{prefix}_{column}_rate"
+            new_columns.append(rate.alias(name))
+            features.append(name)
+    return rows.with_columns(new_columns), features
+
+
+def _user_history_features(
+    rows: pl.DataFrame, config: FeatureConfig
+) -> tuple[pl.DataFrame, list[str]]:
+    """A user's clicks in training: affinity to this product's attributes and its price."""
+    rows = rows.with_columns(_user_click=pl.col("click").cast(pl.Float64), _all=pl.lit(0))
+    user_clicks = out_of_fold_sums(rows, ["user_id"], ["_user_click"])["_user_click"]
+    features = ["user_log_clicks"]
+    new_columns = [pl.Series("user_log_clicks", np.log1p(user_clicks))]
+    for attribute in config.user_affinity_columns:
+        if attribute not in rows.columns:
+            continue
+        # Smoothed towards the value's share of all clicks, so a new user gets the crowd's.
+        user_value = out_of_fold_sums(rows, ["user_id", attribute], ["_user_click"])
+        crowd_value = out_of_fold_sums(rows, [attribute], ["_user_click"])["_user_click"]
+        crowd_total = out_of_fold_sums(rows, ["_all"], ["_user_click"])["_user_click"]
+        crowd_share = (crowd_value / crowd_total.clip(lower_bound=1.0)).to_numpy()
+        affinity = (user_value["_user_click"].to_numpy() + crowd_share) / (
+            user_clicks.to_numpy() + 1.0
+        )
+        name = f"user_{attribute}_affinity"
+        new_columns.append(pl.Series(name, affinity))
+        features.append(name)
+    if "price" in rows.columns:
+        new_columns.append(_user_relative_price(rows, user_clicks))
+        features.append("user_relative_price")
+    return rows.with_columns(new_columns).drop("_user_click", "_all"), features
+
+
+def _user_relative_price(rows: pl.DataFrame, user_clicks: pl.Series) -> pl.Series:
+    """log price of this product minus the mean log price the user clicked (0 without history).
+
+    ``price`` has already been through log1p when configured, so this is a ratio of prices.
+    """
+    rows = rows.with_columns(_clicked_price=pl.col("price").fill_null(0) * pl.col("_user_click"))
+    price_sum = out_of_fold_sums(rows, ["user_id"], ["_clicked_price"])["_clicked_price"]
+    clicks = user_clicks.to_numpy()
+    mean_clicked = np.divide(
+        price_sum.to_numpy(), clicks, out=np.zeros(len(clicks)), where=clicks > 0
+    )
+    relative = np.where(clicks > 0, rows["price"].fill_null(0).to_numpy() - mean_clicked, 0.0)
+    return pl.Series("user_relative_price", relative)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _text_ids(rows: pl.DataFrame, config: FeatureConfig):
+    """Replace text columns by ids into one table of unique texts."""
+    fields = ["query", *[c for c in config.text_columns if c in rows.columns]]
+    uniques = pl.concat([rows[f].drop_nulls().unique() for f in fields]).unique().sort()
+    texts = uniques.to_list()
+    lookup = pl.DataFrame({"_text": uniques, "_id": pl.int_range(len(texts), eager=True)})
+    for field in fields:
+        rows = rows.join(
+            lookup.rename({"_text": field, "_id": f"{field}_text_id"}),
+            on=field,
+            how="left",
+            maintain_order="left",
+        ).with_columns(pl.col(f"{field}_text_id").fill_null(-1).cast(pl.Int64))
+    return rows, texts, fields
+
+
+def _words(text: pl.Expr) -> pl.Expr:
+    return text.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ").str.split(" ")
+
+
+def _query_title_overlap(rows: pl.DataFrame, texts: list[str]) -> pl.Series:
+    """Share of the query's distinct words that appear in the title, per unique pair."""
+    pairs = rows.select("query", "title").unique()
+    query_words = _words(pl.col("query")).list.eval(pl.element().filter(pl.element() != ""))
+    title_words = _words(pl.col("title"))
+    pairs = pairs.with_columns(
+        query_title_overlap=(
+            query_words.list.set_intersection(title_words).list.len()
+            / query_words.list.unique().list.len().clip(lower_bound=1)
+        ).cast(pl.Float64)
+    )
+    joined = rows.select("query", "title").join(
+        pairs, on=["query", "title"], how="left", maintain_order="left"
+    )
+    return joined["query_title_overlap"]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _standardise(rows: pl.DataFrame, numeric: list[str]) -> pl.DataFrame:
+    """Standardise with training statistics; missing values become 0 (the training mean)."""
+    train = rows.filter(pl.col("split") == "train")
+    columns = []
+    for name in numeric:
+        values = train[name].cast(pl.Float64)
+        mean = values.mean() if values.null_count() < len(values) else 0.0
+        std = values.std() if values.null_count() < len(values) - 1 else 1.0
+        std = std if std and np.isfinite(std) and std > 0 else 1.0
+        columns.append(
+            ((pl.col(name).cast(pl.Float64) - (mean or 0.0)) / std)
+            .fill_null(0.0)
+            .fill_nan(0.0)
+            .cast(pl.Float32)
+            .alias(name)
+        )
+    return rows.with_columns(columns)
+
+
+def _encode_categoricals(
+    rows: pl.DataFrame, categorical: list[str]
+) -> tuple[pl.DataFrame, list[int]]:
+    """Integer codes from the catalog's values (known at serving time); 0 means missing."""
+    cardinalities, columns = [], []
+    for name in categorical:
+        values = rows[name].drop_nulls().unique().sort()
+        lookup = dict(zip(values.to_list(), range(1, len(values) + 1), strict=True))
+        columns.append(
+            pl.col(name).replace_strict(lookup, default=0, return_dtype=pl.Int64).alias(name)
+        )
+        cardinalities.append(len(values) + 1)
+    return rows.with_columns(columns), cardinalities

@@ -1,0 +1,85 @@
+"""Reading a search log in canonical form from files.
+
+A log folder holds ``products``, ``impressions`` and optionally ``users``, each as one
+``.parquet``, ``.csv`` or ``.jsonl`` file or as a folder of ``.parquet`` parts (what
+``rankbench simulate --out`` writes). Columns must already carry the canonical names of
+DESIGN.md. Every error names the file it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from datamodules.tables import LogValidationError, SearchLog, Truth, validate_log
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
+
+
+def read_log_dir(path: str | Path, with_truth: bool = True) -> SearchLog:
+    """Read and validate the canonical tables in ``path``."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise LogValidationError(str(folder), None, "log folder not found")
+    sources, tables = {}, {}
+    for name in ("products", "impressions", "users"):
+        location = _find_table(folder, name)
+        if location is None:
+            if name == "users":
+                continue
+            raise LogValidationError(
+                str(folder), None, f"no {name} table ({name}.parquet, .csv, .jsonl or folder)"
+            )
+        sources[name] = str(location)
+        tables[name] = read_table(location)
+    truth = _read_truth(folder) if with_truth else None
+    log = SearchLog(
+        products=tables["products"],
+        impressions=tables["impressions"],
+        users=tables.get("users"),
+        truth=truth,
+        sources=sources,
+    )
+    return validate_log(log)
+
+
+def _find_table(folder: Path, name: str) -> Path | None:
+    if (folder / name).is_dir():
+        return folder / name
+    for suffix in TABLE_SUFFIXES:
+        if (folder / f"{name}{suffix}").is_file():
+            return folder / f"{name}{suffix}"
+    return None
+
+
+def read_table(location: Path) -> pl.DataFrame:
+    """One table from a file or a folder of parquet parts, with a one-line error if unreadable."""
+    try:
+        if location.is_dir():
+            parts = sorted(location.glob("*.parquet"))
+            if not parts:
+                raise LogValidationError(str(location), None, "folder holds no .parquet parts")
+            return pl.read_parquet(parts)
+        if location.stat().st_size == 0:
+            raise LogValidationError(str(location), None, "the file is empty", 0)
+        if location.suffix == ".parquet":
+            return pl.read_parquet(location)
+        if location.suffix == ".csv":
+            return pl.read_csv(location, infer_schema_length=10_000)
+        if location.suffix == ".jsonl":
+            return pl.read_ndjson(location)
+    except LogValidationError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise LogValidationError(str(location), None, f"cannot be read: {first_line}") from None
+    raise LogValidationError(str(location), None, f"unsupported format {location.suffix!r}")
+
+
+def _read_truth(folder: Path) -> Truth | None:
+    relevance = _find_table(folder, "truth_relevance")
+    examination = _find_table(folder, "truth_examination")
+    if relevance is None or examination is None:
+        return None
+    return Truth(relevance=read_table(relevance), examination=read_table(examination))

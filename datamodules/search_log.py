@@ -1,0 +1,211 @@
+"""``SearchLogDataModule``: one log, validated, labelled, featurised and split once for all.
+
+Every model of a benchmark reads the same instance: the same rows in the same order, the
+same request-level splits (recorded by ``split_hash``) and the same features. Neural rankers
+take its Lightning dataloaders (whole query groups per item); tree and sklearn-style rankers
+take :meth:`arrays` (numpy, one row per impression, with group ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import lightning as L
+import numpy as np
+import polars as pl
+from torch.utils.data import DataLoader
+
+from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
+from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
+from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
+from datamodules.tables import SearchLog, validate_log
+from labeling.behavioural import behavioural_grade
+
+log = logging.getLogger(__name__)
+
+
+class LogSource(Protocol):
+    """Where a search log comes from: the simulator, a folder of files, an adapter."""
+
+    name: str
+
+    def load(self) -> SearchLog: ...
+
+    def describe(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    # "behavioural": 0 none, 1 click, 2 add-to-cart, 3 purchase (the deepest step reached).
+    relevance: str = "behavioural"
+
+    def __post_init__(self):
+        if self.relevance != "behavioural":
+            raise ValueError(f"labels.relevance must be 'behavioural', not {self.relevance!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    batch_size: int = 64  # query groups per batch
+    num_workers: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class SearchLogDataModule(L.LightningDataModule):
+    def __init__(self, source: LogSource, config: DataConfig | None = None):
+        super().__init__()
+        self.source = source
+        self.config = config or DataConfig()
+        self._built: BuiltFeatures | None = None
+        self._arrays: dict[str, SplitArrays] = {}
+        self._log: SearchLog | None = None
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load, validate, label, split and featurise; later calls are free."""
+        if self._built is not None:
+            return
+        search_log = validate_log(self.source.load())
+        assignment = assign_splits(search_log.impressions, self.config.split)
+        labels = self._labels(search_log)
+        self._built = build_features(
+            search_log, assignment, labels, self.config.features, seed=self.config.split.seed
+        )
+        self._log = search_log
+        self._assignment = assignment
+        self._arrays = {name: self._split_arrays(name) for name in SPLITS}
+        log.info(
+            "%s: %d impressions, %d requests (train/val/test %s), split %s",
+            self.source.name,
+            search_log.impressions.height,
+            assignment.height,
+            "/".join(str(self._arrays[s].n_groups) for s in SPLITS),
+            self.split_hash,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ------------------------------------------------------------------ what models read
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self._require_setup().spec
+
+    @property
+    def texts(self) -> list[str]:
+        return self._require_setup().texts
+
+    @property
+    def log(self) -> SearchLog:
+        self._require_setup()
+        return self._log
+
+    def arrays(self, split: str) -> SplitArrays:
+        self._require_setup()
+        if split not in self._arrays:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return self._arrays[split]
+
+    def rows(self, split: str) -> pl.DataFrame:
+        """The split's rows as a table (keys, features, labels), in array row order."""
+        return self._require_setup().rows.filter(pl.col("split") == split)
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return self._loader(split, shuffle)
+
+    # ------------------------------------------------------------------ what records hold
+
+    @property
+    def split_hash(self) -> str:
+        self._require_setup()
+        return split_hash(self._assignment)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the tables models may see, and of how they were turned into features."""
+        self._require_setup()
+        digest = hashlib.sha256()
+        tables = [self._log.products, self._log.impressions]
+        if self._log.users is not None:
+            tables.append(self._log.users)
+        for table in tables:
+            digest.update(str(table.schema).encode())
+            digest.update(str(table.height).encode())
+            digest.update(str(int(table.hash_rows(seed=0).sum())).encode())
+        digest.update(repr(self.config.as_dict()).encode())
+        return digest.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_setup(self) -> BuiltFeatures:
+        if self._built is None:
+            raise RuntimeError("call datamodule.setup() first")
+        return self._built
+
+    def _labels(self, search_log: SearchLog) -> pl.DataFrame:
+        """Task labels (and true relevance where known), one row per impression."""
+        impressions = search_log.impressions
+        labels = impressions.select(list(search_log.behaviours)).with_columns(
+            behavioural_grade(impressions)
+        )
+        if search_log.truth is not None:
+            truth = impressions.select("request_id", "product_id").join(
+                search_log.truth.relevance,
+                on=["request_id", "product_id"],
+                how="left",
+                maintain_order="left",
+            )
+            labels = labels.with_columns(truth["true_relevance"])
+        return labels
+
+    def _split_arrays(self, split: str) -> SplitArrays:
+        spec = self._built.spec
+        rows = self.rows(split)
+        text_columns = [f"{f}_text_id" for f in spec.text_fields]
+        request_ids = rows["request_id"]
+        return SplitArrays(
+            numeric=_matrix(rows, spec.numeric, np.float32),
+            categorical=_matrix(rows, spec.categorical, np.int64),
+            text_ids=_matrix(rows, text_columns, np.int64),
+            labels={
+                name: rows[name].cast(pl.Float32).fill_null(np.nan).to_numpy()
+                for name in spec.eval_labels
+            },
+            group=request_ids.rle_id().cast(pl.Int64).to_numpy(),
+            request_id=request_ids.to_numpy(),
+            position=rows["position"].to_numpy(),
+        )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            QueryGroupDataset(self.arrays(split)),
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            collate_fn=collate_groups,
+            num_workers=self.config.num_workers,
+        )
+
+
+def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
+    if not columns:
+        return np.zeros((rows.height, 0), dtype=dtype)
+    return rows.select(columns).to_numpy().astype(dtype, copy=False)

@@ -1,0 +1,65 @@
+"""Named dataset sources the driver can build from a config: the simulator and log folders."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from datamodules.loaders import read_log_dir
+from datamodules.tables import SearchLog
+
+
+@dataclass
+class SimulatorSource:
+    """The embedded simulator at a preset, with optional overrides of its settings."""
+
+    preset: str = "default"
+    overrides: dict = field(default_factory=dict)
+    progress: bool = False
+    name: str = "simulator"
+
+    def config(self):
+        from datamodules.simulator import preset
+
+        return preset(self.preset, **self.overrides)
+
+    def load(self) -> SearchLog:
+        from datamodules.simulator import simulate
+
+        return simulate(self.config(), progress=self.progress)
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, "preset": self.preset, "simulator": asdict(self.config())}
+
+
+@dataclass
+class LogFolderSource:
+    """A folder of canonical tables (see ``datamodules.loaders``)."""
+
+    path: str
+    name: str = "logdir"
+
+    def load(self) -> SearchLog:
+        return read_log_dir(self.path)
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, "path": str(Path(self.path).resolve())}
+
+
+DATASETS = ("simulator", "logdir")
+
+
+def make_source(
+    dataset: str,
+    preset: str | None = None,
+    path: str | None = None,
+    overrides: dict | None = None,
+    progress: bool = False,
+):
+    if dataset == "simulator":
+        return SimulatorSource(preset or "default", dict(overrides or {}), progress)
+    if dataset == "logdir":
+        if not path:
+            raise ValueError("dataset 'logdir' needs a path (--data PATH)")
+        return LogFolderSource(path)
+    raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")

@@ -1,0 +1,78 @@
+"""The one contract every ranker follows, and the registry the driver builds them from.
+
+A ranker is built from a config dict and a seed, trained with ``fit(datamodule)``, and
+scores a split with ``predict(datamodule, split)``: one float per row, in the split's row
+order (``datamodule.arrays(split)``). Multi-task rankers also return per-task scores from
+``predict_tasks``. Adding a baseline is one file::
+
+    @register("my_model")
+    class MyModel(Ranker):
+        default_config = {"alpha": 1.0}
+        def fit(self, datamodule): ...
+        def predict(self, datamodule, split): ...
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+REGISTRY: dict[str, type[Ranker]] = {}
+
+
+class Ranker(ABC):
+    name: ClassVar[str] = ""
+    # Hyperparameters with their defaults; a config may override any of them, and only them.
+    default_config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: dict[str, Any] | None = None, seed: int = 0):
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(self.default_config))
+        if unknown:
+            raise ValueError(
+                f"{self.name or type(self).__name__}: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.default_config)) or 'none'}"
+            )
+        self.config = {**self.default_config, **config}
+        self.seed = seed
+        # Whatever the model wants recorded about its training (best iteration, epochs, ...).
+        self.training_summary: dict[str, Any] = {}
+
+    @abstractmethod
+    def fit(self, datamodule) -> None:
+        """Train on ``datamodule``'s train split, using its val split for early stopping."""
+
+    @abstractmethod
+    def predict(self, datamodule, split: str) -> np.ndarray:
+        """One ranking score per row of ``split``, in its row order."""
+
+    def predict_tasks(self, datamodule, split: str) -> dict[str, np.ndarray]:
+        """Scores per task; single-task rankers score only ``relevance``."""
+        return {"relevance": self.predict(datamodule, split)}
+
+
+def register(name: str):
+    """Class decorator: make a ranker available to the driver under ``name``."""
+
+    def decorate(cls: type[Ranker]) -> type[Ranker]:
+        if not (isinstance(cls, type) and issubclass(cls, Ranker)):
+            raise TypeError(f"@register({name!r}) needs a subclass of models.base.Ranker")
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise ValueError(f"a ranker named {name!r} is already registered")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_ranker(name: str) -> type[Ranker]:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def create_ranker(name: str, config: dict[str, Any] | None = None, seed: int = 0) -> Ranker:
+    return get_ranker(name)(config, seed)

@@ -1,0 +1,224 @@
+"""`rankbench bench` end to end on the tiny preset: tables, records, W&B runs, resume."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import polars as pl
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.config import load_config
+from benchmarks.runner import run_benchmark
+from models import REGISTRY, Ranker, register
+
+RECORD_FIELDS = {
+    "run_id",
+    "model",
+    "seed",
+    "config",
+    "config_hash",
+    "git",
+    "packages",
+    "split_hash",
+    "dataset_fingerprint",
+    "wall_time_s",
+    "peak_memory_mb",
+    "metrics",
+    "finished_at",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    code = main(
+        [
+            "bench",
+            "--preset",
+            "tiny",
+            "--models",
+            "xgboost",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "model_config.xgboost.n_estimators=40",
+        ]
+    )
+    return code, out / "simulator-tiny"
+
+
+def test_bench_writes_tables_records_and_plot(tiny_bench, capsys):
+    code, folder = tiny_bench
+    assert code == 0
+    summary = (folder / "summary.md").read_text()
+    assert "Reproduce with: `rankbench bench --preset tiny" in summary
+    assert "| xgboost |" in summary and "ref: logged order" in summary
+    assert "NDCG@10 true" in summary and "Queries left out" in summary
+    table = pl.read_csv(folder / "summary.csv")
+    assert table.filter(pl.col("model") == "xgboost")["seeds"].item() == 2
+    assert (folder / "ndcg.png").stat().st_size > 1000
+    for seed in (0, 1):
+        record = json.loads((folder / "runs" / f"xgboost-seed{seed}.json").read_text())
+        assert RECORD_FIELDS <= set(record)
+        assert 0 <= record["metrics"]["true_relevance"]["ndcg@10"]["mean"] <= 1
+        per_query = pl.read_parquet(folder / "runs" / f"xgboost-seed{seed}.queries.parquet")
+        assert (
+            per_query.height
+            == record["metrics"]["true_relevance"]["ndcg@10"]["counted"]
+            + record["metrics"]["true_relevance"]["ndcg@10"]["left_out"]
+        )
+
+
+def test_bench_logs_offline_wandb_runs(tiny_bench):
+    _, folder = tiny_bench
+    runs = sorted((folder / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3  # one per model x seed, and the summary table
+    assert all(list(run.glob("*.wandb")) for run in runs)
+
+
+def test_rerun_skips_finished_runs(tiny_bench, capsys):
+    _, folder = tiny_bench
+    before = (folder / "runs" / "xgboost-seed0.json").read_text()
+    code = main(
+        [
+            "bench",
+            "--preset",
+            "tiny",
+            "--models",
+            "xgboost",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(folder.parent),
+            "--wandb",
+            "disabled",
+            "--quiet",
+            "--set",
+            "model_config.xgboost.n_estimators=40",
+        ]
+    )
+    assert code == 0
+    assert "skip xgboost-seed0" in capsys.readouterr().out
+    assert (folder / "runs" / "xgboost-seed0.json").read_text() == before
+
+
+class _Flaky(Ranker):
+    """Scores by a feature; crashes on seed 1 while ``crash`` is set (a killed run)."""
+
+    default_config = {"column": 0}
+    crash = True
+
+    def fit(self, datamodule):
+        if self.seed == 1 and _Flaky.crash:
+            raise RuntimeError("simulated crash")
+
+    def predict(self, datamodule, split):
+        return datamodule.arrays(split).numeric[:, self.config["column"]].astype(np.float64)
+
+
+def test_resume_after_a_crash(tmp_path):
+    register("test_flaky")(_Flaky)
+    try:
+        config = load_config(
+            overrides={
+                "preset": "tiny",
+                "models": ["test_flaky"],
+                "seeds": [0, 1],
+                "output": str(tmp_path),
+            }
+        )
+        config["wandb"]["mode"] = "disabled"
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_benchmark(config, "test", progress=False, echo=lambda *_: None)
+        runs = tmp_path / "simulator-tiny" / "runs"
+        assert sorted(p.name for p in runs.iterdir()) == [
+            "test_flaky-seed0.json",
+            "test_flaky-seed0.queries.parquet",
+        ]  # nothing half-written
+        _Flaky.crash = False
+        outcome = run_benchmark(config, "test", progress=False, echo=lambda *_: None)
+        assert outcome.skipped == ["test_flaky-seed0"] and outcome.ran == ["test_flaky-seed1"]
+    finally:
+        REGISTRY.pop("test_flaky")
+
+
+def test_a_baseline_added_in_one_file_runs_through_the_driver(tmp_path, capsys):
+    plugin = tmp_path / "price_ranker.py"
+    plugin.write_text(
+        textwrap.dedent("""
+        import numpy as np
+        from models import Ranker, register
+
+        @register("cheapest_first")
+        class CheapestFirst(Ranker):
+            default_config = {}
+
+            def fit(self, datamodule):
+                self.column = datamodule.spec.numeric.index("price")
+
+            def predict(self, datamodule, split):
+                return -datamodule.arrays(split).numeric[:, self.column].astype(np.float64)
+    """)
+    )
+    try:
+        code = main(
+            [
+                "bench",
+                "--preset",
+                "tiny",
+                "--models",
+                "cheapest_first",
+                "--seeds",
+                "0",
+                "--import",
+                str(plugin),
+                "--out",
+                str(tmp_path),
+                "--wandb",
+                "disabled",
+                "--quiet",
+            ]
+        )
+        assert code == 0
+        assert "| cheapest_first |" in (tmp_path / "simulator-tiny" / "summary.md").read_text()
+    finally:
+        REGISTRY.pop("cheapest_first", None)
+
+
+def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
+    code = main(["bench", "--preset", "tiny", "--models", "nope", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("rankbench: error: unknown model 'nope'")
+    assert len(err.splitlines()) == 1
+
+
+def test_bad_log_folder_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "products.csv").write_text("product_id,title\n1,a\n")
+    (tmp_path / "impressions.csv").write_text(
+        "request_id,query,product_id,position,click\n1,q,2,1,0\n"
+    )
+    code = main(
+        [
+            "bench",
+            "--dataset",
+            "logdir",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--wandb",
+            "disabled",
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "impressions.csv: column 'product_id'" in err and "catalog" in err
+    assert not (tmp_path / "out" / "logdir-data" / "runs").exists()

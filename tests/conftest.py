@@ -1,0 +1,84 @@
+"""Shared fixtures: a small hand-built log for tests that must not depend on the simulator."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+
+from datamodules.tables import SearchLog, Truth
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def make_handmade_log(n_requests: int = 60, list_size: int = 5, seed: int = 0) -> SearchLog:
+    """A random but valid log: 30 products, 8 users, 4 queries, clicks from a known rule."""
+    rng = np.random.default_rng(seed)
+    n_products = 30
+    products = pl.DataFrame(
+        {
+            "product_id": np.arange(100, 100 + n_products, dtype=np.int64),
+            "title": [f"{c} item {i}" for i, c in enumerate(rng.choice(["red", "blue"], 30))],
+            "brand": rng.choice(["acme", "globex", "initech"], n_products).tolist(),
+            "price": rng.uniform(5, 500, n_products),
+            "review_count": rng.integers(0, 1000, n_products),
+        }
+    )
+    rows = n_requests * list_size
+    request_id = np.repeat(np.arange(n_requests, dtype=np.int64), list_size)
+    shown = np.concatenate(
+        [rng.choice(n_products, list_size, replace=False) + 100 for _ in range(n_requests)]
+    )
+    relevance = rng.integers(0, 5, rows).astype(np.int8)
+    click = (rng.random(rows) < 0.1 + 0.2 * relevance).astype(np.int8)
+    cart = (click * (rng.random(rows) < 0.4)).astype(np.int8)
+    impressions = pl.DataFrame(
+        {
+            "request_id": request_id,
+            "user_id": rng.integers(0, 8, n_requests).repeat(list_size),
+            "query": rng.choice(["red shoes", "blue shoes", "shoes", "acme"], n_requests)
+            .repeat(list_size)
+            .tolist(),
+            "product_id": shown,
+            "position": np.tile(np.arange(1, list_size + 1, dtype=np.int32), n_requests),
+            "click": click,
+            "add_to_cart": cart,
+            "purchase": (cart * (rng.random(rows) < 0.5)).astype(np.int8),
+        }
+    )
+    users = pl.DataFrame({"user_id": np.arange(8, dtype=np.int64), "region": ["n", "s"] * 4})
+    truth = Truth(
+        relevance=impressions.select("request_id", "product_id").with_columns(
+            true_relevance=pl.Series(relevance)
+        ),
+        examination=pl.DataFrame(
+            {
+                "position": np.arange(1, list_size + 1, dtype=np.int32),
+                "examination": 1.0 / np.arange(1, list_size + 1),
+            }
+        ),
+    )
+    return SearchLog(products, impressions, users, truth)
+
+
+class HandmadeSource:
+    name = "handmade"
+
+    def __init__(self, log: SearchLog | None = None, **kwargs):
+        self._log = log
+        self._kwargs = kwargs
+
+    def load(self) -> SearchLog:
+        return self._log if self._log is not None else make_handmade_log(**self._kwargs)
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, **self._kwargs}
+
+
+@pytest.fixture
+def handmade_log() -> SearchLog:
+    return make_handmade_log()

@@ -1,0 +1,141 @@
+"""The DataModule: features without leakage, arrays and batches that keep query groups whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from datamodules import DataConfig, SearchLog, SearchLogDataModule, Truth
+from datamodules.features import out_of_fold_sums
+from tests.conftest import HandmadeSource, make_handmade_log
+
+FEATURE_ARRAYS = ("numeric", "categorical", "text_ids")
+
+
+def _datamodule(log: SearchLog) -> SearchLogDataModule:
+    datamodule = SearchLogDataModule(HandmadeSource(log), DataConfig())
+    datamodule.setup()
+    return datamodule
+
+
+def _features(datamodule) -> dict[str, np.ndarray]:
+    return {
+        f"{split}/{name}": getattr(datamodule.arrays(split), name)
+        for split in ("train", "val", "test")
+        for name in FEATURE_ARRAYS
+    }
+
+
+@pytest.fixture(scope="module")
+def log() -> SearchLog:
+    return make_handmade_log(n_requests=300)
+
+
+@pytest.fixture(scope="module")
+def datamodule(log) -> SearchLogDataModule:
+    return _datamodule(log)
+
+
+def test_spec_describes_the_arrays(datamodule):
+    spec = datamodule.spec
+    train = datamodule.arrays("train")
+    assert train.numeric.shape[1] == len(spec.numeric)
+    assert train.categorical.shape[1] == len(spec.categorical) == len(spec.cardinalities)
+    for column, cardinality in zip(train.categorical.T, spec.cardinalities, strict=True):
+        assert column.min() >= 0 and column.max() < cardinality
+    assert train.text_ids.max() < len(datamodule.texts)
+    assert set(spec.tasks) == {"relevance", "click", "add_to_cart", "purchase"}
+    assert "true_relevance" in spec.eval_labels and "true_relevance" not in spec.tasks
+    assert np.isfinite(train.numeric).all()
+
+
+def test_no_truth_reaches_the_features(log, datamodule):
+    names = set(datamodule.spec.numeric) | set(datamodule.spec.categorical)
+    assert not any("true" in n or "examination" in n for n in names)
+    shuffled = log.truth.relevance.with_columns(
+        pl.col("true_relevance").shuffle(seed=1).alias("true_relevance")
+    )
+    other = _datamodule(
+        SearchLog(log.products, log.impressions, log.users, Truth(shuffled, log.truth.examination))
+    )
+    for key, values in _features(datamodule).items():
+        np.testing.assert_array_equal(values, _features(other)[key], err_msg=key)
+
+
+def test_no_test_period_behaviour_reaches_the_features(log, datamodule):
+    held_out = (
+        datamodule.rows("val")["request_id"].to_list()
+        + datamodule.rows("test")["request_id"].to_list()
+    )
+    flipped = log.impressions.with_columns(
+        pl.when(pl.col("request_id").is_in(held_out))
+        .then(1 - pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in ("click", "add_to_cart", "purchase")
+    )
+    other = _datamodule(SearchLog(log.products, flipped, log.users, log.truth))
+    assert other.split_hash == datamodule.split_hash
+    for key, values in _features(datamodule).items():
+        np.testing.assert_allclose(values, _features(other)[key], err_msg=key)
+    assert not np.array_equal(
+        other.arrays("test").labels["click"], datamodule.arrays("test").labels["click"]
+    )
+
+
+def test_out_of_fold_sums_leave_out_the_rows_own_fold():
+    rows = pl.DataFrame(
+        {
+            "key": ["a", "a", "a", "a", "b"],
+            "split": ["train", "train", "train", "test", "train"],
+            "_fold": [0, 0, 1, -1, 1],
+            "click": [1, 0, 1, 1, 1],
+        }
+    )
+    sums = out_of_fold_sums(rows, ["key"], ["click"])
+    # Train rows see only the other fold's rows; the test row sees all training rows of its key.
+    assert sums["n"].to_list() == [1, 1, 2, 3, 0]
+    assert sums["click"].to_list() == [1, 1, 1, 2, 0]
+
+
+def test_behavioural_relevance_label(datamodule):
+    labels = datamodule.arrays("train").labels
+    expected = np.select(
+        [labels["purchase"] > 0, labels["add_to_cart"] > 0, labels["click"] > 0], [3, 2, 1], 0
+    )
+    np.testing.assert_array_equal(labels["relevance"], expected)
+
+
+def test_groups_are_whole_and_ordered_by_position(datamodule):
+    for split in ("train", "val", "test"):
+        arrays = datamodule.arrays(split)
+        offsets = arrays.offsets
+        for g in range(arrays.n_groups):
+            rows = slice(offsets[g], offsets[g + 1])
+            assert len(set(arrays.request_id[rows])) == 1
+            assert (np.diff(arrays.position[rows]) > 0).all()
+        assert len(set(arrays.request_id)) == arrays.n_groups
+
+
+def test_dataloader_serves_padded_query_groups(datamodule):
+    arrays = datamodule.arrays("val")
+    batches = list(datamodule.val_dataloader())
+    assert sum(b.numeric.shape[0] for b in batches) == arrays.n_groups
+    batch = batches[0]
+    assert batch.numeric.dtype == torch.float32 and batch.categorical.dtype == torch.int64
+    rows = batch.rows[batch.mask].numpy()
+    np.testing.assert_array_equal(batch.numeric[batch.mask].numpy(), arrays.numeric[rows])
+    np.testing.assert_array_equal(
+        batch.labels["click"][batch.mask].numpy(), arrays.labels["click"][rows]
+    )
+
+
+def test_arrays_before_setup_and_unknown_split():
+    datamodule = SearchLogDataModule(HandmadeSource())
+    with pytest.raises(RuntimeError, match="setup"):
+        datamodule.arrays("train")
+    datamodule.setup()
+    with pytest.raises(ValueError, match="unknown split"):
+        datamodule.arrays("holdout")
