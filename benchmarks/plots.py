@@ -20,7 +20,7 @@ def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
     models = table["model"].to_list()
     width = 0.8 / len(ndcg)
     x = np.arange(len(models))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(models) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(models) + 3.5), 4.5))
     for i, column in enumerate(ndcg):
         means = table[f"{column.key}:mean"].to_numpy()
         stds = table[f"{column.key}:std"].fill_null(0).to_numpy()
@@ -36,7 +36,7 @@ def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
     ax.set_ylabel("NDCG on the test split")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
-    ax.legend(fontsize="small", ncol=2, loc="lower right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

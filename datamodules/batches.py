@@ -11,7 +11,10 @@ from torch.utils.data import Dataset
 
 @dataclass
 class SplitArrays:
-    """One split, one row per impression, rows of a request contiguous (ordered by position).
+    """One split, one row per impression, rows of a request contiguous.
+
+    Within a request the rows are in a seeded random order, never the logged one, so that
+    breaking score ties by row order cannot replay the logging ranker.
 
     ``group`` numbers the requests 0..n_groups-1 in row order; ``offsets`` are the row
     boundaries of each group (``offsets[g]:offsets[g + 1]``).

@@ -79,10 +79,13 @@ def build_features(
     ``labels`` holds one row per impression (aligned with ``log.impressions``) of label
     columns: they are carried along but never read to build features.
     """
+    # Within a request, rows come in a seeded random order, not the logged one: a model or
+    # library that breaks score ties by input order must not inherit the logging ranker's.
+    shuffle_key = pl.struct("request_id", "position").hash(seed=seed)
     rows = (
         log.impressions.with_columns(labels)
         .join(assignment, on="request_id", how="left")
-        .sort(["request_id", "position"])
+        .sort([pl.col("request_id"), shuffle_key])
     )
     rows = _with_fold(rows, config.oof_folds, seed)
     rows, product_numeric, product_categorical = _join_attributes(

@@ -108,15 +108,18 @@ def test_behavioural_relevance_label(datamodule):
     np.testing.assert_array_equal(labels["relevance"], expected)
 
 
-def test_groups_are_whole_and_ordered_by_position(datamodule):
+def test_groups_are_whole_and_not_in_logged_order(datamodule):
+    in_logged_order = 0
     for split in ("train", "val", "test"):
         arrays = datamodule.arrays(split)
         offsets = arrays.offsets
         for g in range(arrays.n_groups):
             rows = slice(offsets[g], offsets[g + 1])
             assert len(set(arrays.request_id[rows])) == 1
-            assert (np.diff(arrays.position[rows]) > 0).all()
+            in_logged_order += bool((np.diff(arrays.position[rows]) > 0).all())
         assert len(set(arrays.request_id)) == arrays.n_groups
+    # Random orders of 5 items are sorted 1 time in 120: a handful at most of 300 requests.
+    assert in_logged_order < 15
 
 
 def test_dataloader_serves_padded_query_groups(datamodule):
