@@ -60,6 +60,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(handler=_simulate)
 
+    label = commands.add_parser(
+        "label",
+        help="derive relevance labels for a log and write a label report",
+        description="Estimate position bias, debias and smooth click / cart / purchase rates, "
+        "combine them with query-product similarity into grades 0-4, and write labels.parquet, "
+        "the propensity curve (CSV and plot) and report.md. Label settings are the "
+        "data.labels section of the bench config.",
+    )
+    label.add_argument("--config", type=Path, help="a YAML file of settings (as for bench)")
+    label.add_argument("--dataset", help="simulator | logdir (default: simulator)")
+    label.add_argument("--preset", help="simulator preset: tiny | ci | default | large")
+    label.add_argument("--data", dest="data_path", help="folder of canonical tables (logdir)")
+    label.add_argument(
+        "--out", type=Path, help="output folder (default: results/labels/<dataset>-<preset>)"
+    )
+    label.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. data.labels.labeling.debias=false",
+    )
+    label.add_argument("--quiet", action="store_true", help="no progress bars")
+    label.set_defaults(handler=_label)
+
     bench = commands.add_parser(
         "bench",
         help="train and evaluate models on one dataset, write tables to results/",
@@ -112,6 +137,19 @@ def _simulate(args, argv) -> int:
     config = preset(args.preset, **overrides)
     summary = write_log(config, args.out, progress=True)
     print(f"wrote {args.out}: {summary}")
+    return 0
+
+
+def _label(args, argv) -> int:
+    from benchmarks.config import load_config
+    from benchmarks.label_report import derive_for_config, write_label_report
+
+    overrides = {"dataset": args.dataset, "preset": args.preset, "data_path": args.data_path}
+    config = load_config(args.config, overrides, args.set)
+    out = args.out or Path(config["output"]) / "labels" / config["name"]
+    run = derive_for_config(config, progress=not args.quiet)
+    print(write_label_report(run, out, shlex.join(["rankbench", *argv])))
+    print(f"labels: {out}/labels.parquet; report: {out}/report.md")
     return 0
 
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from datamodules import DataConfig, FeatureConfig, LabelConfig, SplitConfig
+from datamodules import DataConfig, FeatureConfig, SplitConfig
+from datamodules.labels import LabelConfig
+from datamodules.text_encoding import EncoderConfig
+from labeling.relevance import LabelingConfig
+from labeling.sampling import SamplingConfig
 
 DEFAULTS = Path(__file__).parent / "configs" / "bench.yaml"
 
@@ -63,15 +67,30 @@ def parse_assignment(text: str) -> dict:
 def data_config(config: dict) -> DataConfig:
     data = config["data"]
     try:
-        features = dict(data.get("features", {}))
-        for key in ("text_columns", "log1p_columns", "user_affinity_columns"):
-            if key in features:
-                features[key] = tuple(features[key])
+        features = _tuples(
+            data.get("features", {}), ("text_columns", "log1p_columns", "user_affinity_columns")
+        )
+        labels = dict(data.get("labels", {}))
+        labeling = _tuples(labels.pop("labeling", {}), ("grade_cuts",))
         return DataConfig(
             split=SplitConfig(**data.get("split", {})),
             features=FeatureConfig(**features),
-            labels=LabelConfig(**data.get("labels", {})),
+            labels=LabelConfig(
+                labeling=LabelingConfig(**labeling),
+                encoder=EncoderConfig(**labels.pop("encoder", {})),
+                sampling=SamplingConfig(**labels.pop("sampling", {})),
+                **labels,
+            ),
             batch_size=int(data.get("batch_size", 64)),
         )
     except TypeError as error:
         raise ValueError(f"data settings: {error}") from None
+
+
+def _tuples(settings: dict, keys) -> dict:
+    """YAML lists -> tuples, so settings stay hashable and compare equal."""
+    settings = dict(settings)
+    for key in keys:
+        if key in settings and settings[key] is not None:
+            settings[key] = tuple(settings[key])
+    return settings

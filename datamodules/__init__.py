@@ -2,7 +2,8 @@
 
 from datamodules.batches import RankingBatch, SplitArrays
 from datamodules.features import FeatureConfig, FeatureSpec
-from datamodules.search_log import DataConfig, LabelConfig, SearchLogDataModule
+from datamodules.labels import LabelConfig
+from datamodules.search_log import DataConfig, SearchLogDataModule
 from datamodules.splits import SplitConfig
 from datamodules.tables import LogValidationError, SearchLog, Truth
 

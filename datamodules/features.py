@@ -35,6 +35,9 @@ class FeatureConfig:
     oof_folds: int = 5  # folds for out-of-fold behaviour features on training rows
     user_affinity_columns: tuple[str, ...] = ("brand", "category")
     lexical_overlap: bool = True
+    # The frozen text encoder's query-title cosine, a feature for every model, so that what a
+    # fine-tuned text model adds is measured beyond plain access to the text.
+    text_similarity: bool = True
 
     def __post_init__(self):
         if self.oof_folds < 2:
@@ -73,11 +76,13 @@ def build_features(
     labels: pl.DataFrame,
     config: FeatureConfig,
     seed: int,
+    similarity: pl.DataFrame | None = None,
 ) -> BuiltFeatures:
     """Features for every impression of ``log``; ``assignment`` maps request_id -> split.
 
     ``labels`` holds one row per impression (aligned with ``log.impressions``) of label
-    columns: they are carried along but never read to build features.
+    columns: they are carried along but never read to build features. ``similarity``
+    (``query``, ``product_id``, ``similarity``) is needed when ``config.text_similarity``.
     """
     # Within a request, rows come in a seeded random order, not the logged one: a model or
     # library that breaks score ties by input order must not inherit the logging ranker's.
@@ -104,12 +109,23 @@ def build_features(
         rows, history_features = _user_history_features(rows, config)
 
     rows, texts, text_fields = _text_ids(rows, config)
-    lexical = []
+    text_match = []
     if config.lexical_overlap:
         rows = rows.with_columns(_query_title_overlap(rows, texts))
-        lexical = ["query_title_overlap"]
+        text_match = ["query_title_overlap"]
 
-    numeric = product_numeric + user_numeric + rate_features + history_features + lexical
+    if config.text_similarity:
+        if similarity is None:
+            raise ValueError("features.text_similarity needs the query-title similarity table")
+        rows = rows.join(
+            similarity.rename({"similarity": "query_title_similarity"}),
+            on=["query", "product_id"],
+            how="left",
+            maintain_order="left",
+        )
+        text_match.append("query_title_similarity")
+
+    numeric = product_numeric + user_numeric + rate_features + history_features + text_match
     rows = _standardise(rows, numeric)
     categorical = product_categorical + user_categorical
     rows, cardinalities = _encode_categoricals(rows, categorical)

@@ -20,9 +20,11 @@ from torch.utils.data import DataLoader
 
 from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
 from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
+from datamodules.labels import LabelConfig, pair_similarities, relevance_labels
 from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
 from datamodules.tables import SearchLog, validate_log
-from labeling.behavioural import behavioural_grade
+from datamodules.text_encoding import TextEncoder
+from labeling.sampling import sample_mask
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +40,6 @@ class LogSource(Protocol):
 
 
 @dataclass(frozen=True)
-class LabelConfig:
-    # "behavioural": 0 none, 1 click, 2 add-to-cart, 3 purchase (the deepest step reached).
-    relevance: str = "behavioural"
-
-    def __post_init__(self):
-        if self.relevance != "behavioural":
-            raise ValueError(f"labels.relevance must be 'behavioural', not {self.relevance!r}")
-
-
-@dataclass(frozen=True)
 class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -60,10 +52,11 @@ class DataConfig:
 
 
 class SearchLogDataModule(L.LightningDataModule):
-    def __init__(self, source: LogSource, config: DataConfig | None = None):
+    def __init__(self, source: LogSource, config: DataConfig | None = None, progress: bool = False):
         super().__init__()
         self.source = source
         self.config = config or DataConfig()
+        self.progress = progress
         self._built: BuiltFeatures | None = None
         self._arrays: dict[str, SplitArrays] = {}
         self._log: SearchLog | None = None
@@ -76,10 +69,17 @@ class SearchLogDataModule(L.LightningDataModule):
             return
         search_log = validate_log(self.source.load())
         assignment = assign_splits(search_log.impressions, self.config.split)
-        labels = self._labels(search_log)
+        similarity = self._similarity(search_log)
+        labels = self._labels(search_log, assignment, similarity)
         self._built = build_features(
-            search_log, assignment, labels, self.config.features, seed=self.config.split.seed
+            search_log,
+            assignment,
+            labels,
+            self.config.features,
+            seed=self.config.split.seed,
+            similarity=similarity,
         )
+        self._built.rows = self._sampled(self._built.rows)
         self._log = search_log
         self._assignment = assignment
         self._arrays = {name: self._split_arrays(name) for name in SPLITS}
@@ -161,11 +161,23 @@ class SearchLogDataModule(L.LightningDataModule):
             raise RuntimeError("call datamodule.setup() first")
         return self._built
 
-    def _labels(self, search_log: SearchLog) -> pl.DataFrame:
+    def _similarity(self, search_log: SearchLog) -> pl.DataFrame | None:
+        """Query-title similarity per pair, when the labels or the features need it."""
+        labels = self.config.labels
+        needs = self.config.features.text_similarity or (
+            labels.relevance == "derived" and labels.labeling.use_similarity
+        )
+        if not needs:
+            return None
+        return pair_similarities(search_log, TextEncoder(labels.encoder), self.progress)
+
+    def _labels(
+        self, search_log: SearchLog, assignment: pl.DataFrame, similarity: pl.DataFrame | None
+    ) -> pl.DataFrame:
         """Task labels (and true relevance where known), one row per impression."""
         impressions = search_log.impressions
         labels = impressions.select(list(search_log.behaviours)).with_columns(
-            behavioural_grade(impressions)
+            relevance_labels(search_log, assignment, self.config.labels, similarity)
         )
         if search_log.truth is not None:
             truth = impressions.select("request_id", "product_id").join(
@@ -176,6 +188,17 @@ class SearchLogDataModule(L.LightningDataModule):
             )
             labels = labels.with_columns(truth["true_relevance"])
         return labels
+
+    def _sampled(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Behaviour-aware sampling of the training rows (other splits stay whole)."""
+        sampling = self.config.labels.sampling
+        if not sampling.enabled:
+            return rows
+        train = rows.filter(pl.col("split") == "train")
+        keep = sample_mask(train, sampling)
+        return pl.concat([train.filter(keep), rows.filter(pl.col("split") != "train")]).sort(
+            "request_id", maintain_order=True
+        )
 
     def _split_arrays(self, split: str) -> SplitArrays:
         spec = self._built.spec

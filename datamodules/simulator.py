@@ -46,9 +46,11 @@ Generative story
    ``true relevance + logging_noise * N(0, 1) + popularity_weight * popularity z-score`` and
    shows the top ``items_per_request``. A share ``intervention_rate`` of requests is then
    randomized: ``"rand_pair"`` swaps position 1 with a uniform position k in 2..K,
-   ``"rand_top"`` shuffles the whole list. Which requests were randomized, and the position
-   the ranker had given each item, is in ``truth.interventions`` (a log would record it; it
-   is kept beside the truth so that no model reads it as a feature).
+   ``"rand_top"`` shuffles the whole list. As a real log with result randomization would,
+   the impressions record it: ``randomized`` (1 on every row of a randomized request) and
+   ``ranker_position`` (the position the logging ranker had chosen; equal to ``position``
+   in requests that were not randomized). Labeling reads them to estimate position bias;
+   they are logging metadata, never features.
 6. **Behaviour.** Position-based click model: ``examination(p) = (1 / p) ** position_bias``,
    ``attraction(rel) = click_noise + (1 - click_noise) * (2 ** rel - 1) / 15``, and a click
    happens with probability ``examination * attraction`` (examined AND attracted). A click
@@ -70,7 +72,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -536,18 +538,6 @@ def attraction_probabilities(click_noise: float) -> np.ndarray:
 
 
 @dataclass
-class SimulatedTruth(Truth):
-    """The truth, plus the randomization the logging system applied.
-
-    ``interventions``: one row per impression of a randomized request: ``request_id``,
-    ``position`` (where it was shown), ``logged_position`` (where the logging ranker had put
-    it). Requests absent from it were shown in the ranker's order.
-    """
-
-    interventions: pl.DataFrame = field(default_factory=pl.DataFrame)
-
-
-@dataclass
 class SimulatedCatalog:
     """The tables generated once, before the impressions."""
 
@@ -564,7 +554,6 @@ class SimulatedChunk:
     first_request_id: int
     impressions: pl.DataFrame
     relevance: pl.DataFrame
-    interventions: pl.DataFrame
 
 
 SOURCES = {
@@ -582,10 +571,9 @@ def simulate(config: SimulatorConfig, progress: bool = False) -> SearchLog:
     """The whole log in memory (the chunks concatenated)."""
     catalog, chunks = simulate_chunks(config, progress=progress)
     parts = list(chunks)
-    truth = SimulatedTruth(
+    truth = Truth(
         relevance=pl.concat([c.relevance for c in parts]),
         examination=catalog.examination,
-        interventions=pl.concat([c.interventions for c in parts]),
     )
     impressions = pl.concat([c.impressions for c in parts])
     return SearchLog(catalog.products, impressions, catalog.users, truth, dict(SOURCES))
@@ -604,7 +592,7 @@ def write_log(config: SimulatorConfig, out_dir: Path, progress: bool = True) -> 
     """Stream the log to parquet files in ``out_dir``; return a small summary.
 
     Layout: ``products.parquet``, ``users.parquet``, ``truth_examination.parquet``, and
-    ``impressions/``, ``truth_relevance/``, ``interventions/`` holding ``part-00000.parquet``
+    ``impressions/`` and ``truth_relevance/`` holding ``part-00000.parquet``
     ... one per chunk, then ``manifest.json`` (config and summary) last, so a directory with a
     manifest is complete. Every file is written under a temporary name and renamed into place.
     """
@@ -623,9 +611,8 @@ def write_log(config: SimulatorConfig, out_dir: Path, progress: bool = True) -> 
         part = f"part-{chunk.index:05d}.parquet"
         _write_parquet_atomic(chunk.impressions, out_dir / "impressions" / part)
         _write_parquet_atomic(chunk.relevance, out_dir / "truth_relevance" / part)
-        _write_parquet_atomic(chunk.interventions, out_dir / "interventions" / part)
         rows += chunk.impressions.height
-    for folder in ("impressions", "truth_relevance", "interventions"):
+    for folder in ("impressions", "truth_relevance"):
         _remove_stale_parts(out_dir / folder, config.n_chunks)
     seconds = time.perf_counter() - started
     summary = {
@@ -654,10 +641,9 @@ def read_log(out_dir: Path) -> SearchLog:
     def parts(folder: str) -> pl.DataFrame:
         return pl.concat([pl.read_parquet(p) for p in sorted((out_dir / folder).glob("*.parquet"))])
 
-    truth = SimulatedTruth(
+    truth = Truth(
         relevance=parts("truth_relevance"),
         examination=pl.read_parquet(out_dir / "truth_examination.parquet"),
-        interventions=parts("interventions"),
     )
     return SearchLog(
         pl.read_parquet(out_dir / "products.parquet"),
@@ -1156,6 +1142,10 @@ def _generate_chunk(
     shown_relevance[randomized] = np.take_along_axis(
         shown_relevance[randomized], permutation, axis=1
     )
+    ranker_position = np.tile(np.arange(1, k + 1, dtype=np.int32), (n, 1))
+    ranker_position[randomized] = permutation + 1
+    randomized_flag = np.zeros(n, dtype=np.int8)
+    randomized_flag[randomized] = 1
     click, cart, purchase = _behaviour(rng, world, config, user, shown, shown_relevance)
 
     request_id = np.arange(first + 1, first + n + 1, dtype=np.int64)
@@ -1174,6 +1164,8 @@ def _generate_chunk(
             "click": click.ravel(),
             "add_to_cart": cart.ravel(),
             "purchase": purchase.ravel(),
+            "randomized": np.repeat(randomized_flag, k),
+            "ranker_position": ranker_position.ravel(),
         }
     )
     truth = pl.DataFrame(
@@ -1183,14 +1175,7 @@ def _generate_chunk(
             "true_relevance": shown_relevance.ravel(),
         }
     )
-    interventions = pl.DataFrame(
-        {
-            "request_id": np.repeat(request_id[randomized], k),
-            "position": np.tile(np.arange(1, k + 1, dtype=np.int32), len(randomized)),
-            "logged_position": (permutation.ravel() + 1).astype(np.int32),
-        }
-    )
-    return SimulatedChunk(index, first + 1, impressions, truth, interventions)
+    return SimulatedChunk(index, first + 1, impressions, truth)
 
 
 def _retrieve_candidates(rng, world: _World, config: SimulatorConfig, intent) -> np.ndarray:

@@ -46,7 +46,25 @@ class LogFolderSource:
         return {"dataset": self.name, "path": str(Path(self.path).resolve())}
 
 
-DATASETS = ("simulator", "logdir")
+@dataclass
+class RetroTechSource:
+    """The RetroTech catalog and click log (``../shared/data/retrotech``)."""
+
+    path: str
+    name: str = "retrotech"
+    notes: list = field(default_factory=list)
+
+    def load(self) -> SearchLog:
+        from datamodules.retrotech import read_retrotech
+
+        log, self.notes = read_retrotech(self.path)
+        return log
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, "path": str(Path(self.path).resolve())}
+
+
+DATASETS = ("simulator", "logdir", "retrotech")
 
 
 def make_source(
@@ -62,4 +80,8 @@ def make_source(
         if not path:
             raise ValueError("dataset 'logdir' needs a path (--data PATH)")
         return LogFolderSource(path)
+    if dataset == "retrotech":
+        if not path:
+            raise ValueError("dataset 'retrotech' needs its folder (--data PATH)")
+        return RetroTechSource(path)
     raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")

@@ -23,6 +23,10 @@ BEHAVIOUR_COLUMNS = ("click", "add_to_cart", "purchase")
 """Binary behaviour columns, in funnel order. Only ``click`` is required."""
 
 REQUIRED_IMPRESSION_COLUMNS = ("request_id", "query", "product_id", "position", "click")
+INTERVENTION_COLUMNS = ("randomized", "ranker_position")
+"""Optional logging metadata of result randomization: whether a request's list was
+randomized (0/1), and the position the logging ranker had chosen before it was. Labeling
+reads them to estimate position bias; they are never features."""
 REQUIRED_PRODUCT_COLUMNS = ("product_id", "title")
 
 
@@ -123,9 +127,11 @@ def _validate_impressions(df: pl.DataFrame, source: str) -> pl.DataFrame:
         raise LogValidationError(source, "position", "position must be 1-based (>= 1)", bad)
     _require_unique(df, ["request_id", "position"], source, "duplicate (request_id, position)")
 
-    for column in BEHAVIOUR_COLUMNS:
+    for column in (*BEHAVIOUR_COLUMNS, "randomized"):
         if column in df.columns:
             df = df.with_columns(_as_binary(df, column, source))
+    if "ranker_position" in df.columns:
+        df = df.with_columns(_as_integer(df, "ranker_position", source).cast(pl.Int32))
     if "timestamp" in df.columns:
         _require_no_nulls(df, ["timestamp"], source)
     return df

@@ -79,6 +79,19 @@ class HandmadeSource:
         return {"dataset": self.name, **self._kwargs}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedding_cache(tmp_path_factory):
+    """One embedding cache for the whole test session, never the user's."""
+    folder = tmp_path_factory.mktemp("embeddings")
+    previous = os.environ.get("RANKBENCH_CACHE")
+    os.environ["RANKBENCH_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("RANKBENCH_CACHE", None)
+    else:
+        os.environ["RANKBENCH_CACHE"] = previous
+
+
 @pytest.fixture
 def handmade_log() -> SearchLog:
     return make_handmade_log()

@@ -9,6 +9,8 @@ import torch
 
 from datamodules import DataConfig, SearchLog, SearchLogDataModule, Truth
 from datamodules.features import out_of_fold_sums
+from datamodules.labels import LabelConfig
+from labeling.sampling import SamplingConfig
 from tests.conftest import HandmadeSource, make_handmade_log
 
 FEATURE_ARRAYS = ("numeric", "categorical", "text_ids")
@@ -100,12 +102,49 @@ def test_out_of_fold_sums_leave_out_the_rows_own_fold():
     assert sums["click"].to_list() == [1, 1, 1, 2, 0]
 
 
-def test_behavioural_relevance_label(datamodule):
+def test_behavioural_relevance_label(log):
+    config = DataConfig(labels=LabelConfig(relevance="behavioural"))
+    datamodule = SearchLogDataModule(HandmadeSource(log), config)
+    datamodule.setup()
     labels = datamodule.arrays("train").labels
     expected = np.select(
         [labels["purchase"] > 0, labels["add_to_cart"] > 0, labels["click"] > 0], [3, 2, 1], 0
     )
     np.testing.assert_array_equal(labels["relevance"], expected)
+
+
+def test_derived_training_labels_come_from_the_training_part_only(log, datamodule):
+    assert set(np.unique(datamodule.arrays("train").labels["relevance"])) <= {0, 1, 2, 3, 4}
+    held_out = datamodule.rows("test")["request_id"].to_list()
+    flipped = log.impressions.with_columns(
+        pl.when(pl.col("request_id").is_in(held_out))
+        .then(1 - pl.col("click"))
+        .otherwise(pl.col("click"))
+        .alias("click")
+    )
+    other = _datamodule(SearchLog(log.products, flipped, log.users, log.truth))
+    np.testing.assert_array_equal(
+        other.arrays("train").labels["relevance"], datamodule.arrays("train").labels["relevance"]
+    )
+    assert not np.array_equal(
+        other.arrays("test").labels["relevance"], datamodule.arrays("test").labels["relevance"]
+    )
+
+
+def test_the_frozen_encoders_similarity_is_a_feature(datamodule):
+    column = datamodule.spec.numeric.index("query_title_similarity")
+    assert np.std(datamodule.arrays("train").numeric[:, column]) > 0
+
+
+def test_behaviour_aware_sampling_thins_only_the_training_rows(log, datamodule):
+    sampling = SamplingConfig(enabled=True, click=1.0, nothing=0.0, negatives_per_request=1)
+    config = DataConfig(labels=LabelConfig(sampling=sampling))
+    sampled = SearchLogDataModule(HandmadeSource(log), config)
+    sampled.setup()
+    train = sampled.arrays("train")
+    assert train.n_rows < datamodule.arrays("train").n_rows
+    assert (np.bincount(train.group, weights=train.labels["click"]) > 0).all()
+    assert sampled.arrays("test").n_rows == datamodule.arrays("test").n_rows
 
 
 def test_groups_are_whole_and_not_in_logged_order(datamodule):

@@ -30,6 +30,8 @@ IMPRESSION_SCHEMA = {
     "click": pl.Int8,
     "add_to_cart": pl.Int8,
     "purchase": pl.Int8,
+    "randomized": pl.Int8,
+    "ranker_position": pl.Int32,
 }
 PRODUCT_SCHEMA = {
     "product_id": pl.Int64,
@@ -67,17 +69,12 @@ def swap_ratios(log: SearchLog) -> pl.DataFrame:
 
     The logging ranker's top item is shown at 1 in ordinary requests and at k in requests
     whose position 1 was swapped with k; its click rate at k over its rate at 1 estimates the
-    examination ratio, because which requests were swapped is random.
+    examination ratio, because which requests were swapped is random. Only the logged
+    ``randomized`` and ``ranker_position`` columns are read, as with a real log.
     """
-    randomized = log.truth.interventions
-    at_one = (
-        log.impressions.join(randomized.select("request_id").unique(), on="request_id", how="anti")
-        .filter(pl.col("position") == 1)["click"]
-        .mean()
-    )
-    moved = randomized.filter(pl.col("logged_position") == 1).join(
-        log.impressions, on=["request_id", "position"]
-    )
+    top = log.impressions.filter(pl.col("ranker_position") == 1)
+    at_one = top.filter(pl.col("randomized") == 0)["click"].mean()
+    moved = top.filter((pl.col("randomized") == 1) & (pl.col("position") > 1))
     return (
         moved.group_by("position")
         .agg(ratio=pl.col("click").mean() / at_one, n=pl.len())
@@ -186,7 +183,6 @@ def test_same_config_gives_identical_tables_and_another_seed_does_not():
     for table in ("products", "users", "impressions"):
         assert getattr(first, table).equals(getattr(second, table)), table
     assert first.truth.relevance.equals(second.truth.relevance)
-    assert first.truth.interventions.equals(second.truth.interventions)
     other = simulate(preset("tiny", seed=1))
     assert not first.impressions.equals(other.impressions)
     assert not first.products.equals(other.products)
@@ -244,17 +240,39 @@ def test_examination_truth_follows_the_position_bias():
 
 
 @pytest.mark.parametrize("kind", ["rand_pair", "rand_top"])
-def test_interventions_record_the_logged_order(kind):
+def test_impressions_record_the_randomization_and_the_ranker_order(kind):
     log = simulate(preset("tiny", intervention=kind, intervention_rate=0.3))
     k = PRESETS["tiny"].items_per_request
-    randomized = log.truth.interventions
-    per_request = randomized.group_by("request_id").agg(pl.col("logged_position").sort())
+    imp = log.impressions
+    flags = imp.group_by("request_id").agg(
+        pl.col("randomized").n_unique(), pl.col("randomized").first().alias("flag")
+    )
+    assert flags["randomized"].max() == 1  # one flag for all rows of a request
+    per_request = (
+        imp.filter(pl.col("randomized") == 1)
+        .group_by("request_id")
+        .agg(pl.col("ranker_position").sort())
+    )
+    assert per_request.height == flags["flag"].sum()
     assert 30 <= per_request.height <= 90
-    assert all(p.to_list() == list(range(1, k + 1)) for p in per_request["logged_position"])
+    assert all(p.to_list() == list(range(1, k + 1)) for p in per_request["ranker_position"])
+    plain = imp.filter(pl.col("randomized") == 0)
+    assert plain.filter(pl.col("ranker_position") != pl.col("position")).height == 0
+    moved = imp.filter(pl.col("position") != pl.col("ranker_position"))
     if kind == "rand_pair":  # only positions 1 and one partner moved
-        moved = randomized.filter(pl.col("position") != pl.col("logged_position"))
         assert moved.group_by("request_id").len()["len"].to_list() == [2] * per_request.height
         assert moved.filter(pl.col("position") == 1).height == per_request.height
+    else:  # a shuffle moves most items
+        assert moved.height > 0.7 * per_request.height * k
+
+
+def test_randomized_share_follows_the_intervention_rate():
+    rates = {}
+    for rate in (0.0, 0.25, 1.0):
+        imp = simulate(preset("tiny", n_requests=2_000, intervention_rate=rate)).impressions
+        rates[rate] = imp["randomized"].mean()
+    assert rates[0.0] == 0.0 and rates[1.0] == 1.0
+    assert 0.2 < rates[0.25] < 0.3
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -276,9 +294,7 @@ def test_clicks_rise_with_true_relevance(behaviour_log):
 
 
 def test_click_rate_falls_with_position_without_intervention(behaviour_log):
-    plain = behaviour_log.impressions.join(
-        behaviour_log.truth.interventions.select("request_id").unique(), on="request_id", how="anti"
-    )
+    plain = behaviour_log.impressions.filter(pl.col("randomized") == 0)
     ctr = plain.group_by("position").agg(pl.col("click").mean()).sort("position")["click"]
     assert all(ctr[i] > ctr[i + 2] for i in range(len(ctr) - 2))
     assert ctr[0] > 3 * ctr[len(ctr) - 1]

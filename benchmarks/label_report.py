@@ -1,0 +1,187 @@
+"""``rankbench label``: derive relevance labels for a whole log and report on them.
+
+Writes to the output folder:
+
+- ``labels.parquet``: one row per (query, product) with every step of the derivation
+  (impressions, exposure, counts, smoothed debiased rates, similarity, scores, grade);
+- ``propensity.csv`` and ``propensity.png``: the estimated examination curve, beside the
+  true one where the dataset knows it (the simulator);
+- ``report.md``: the estimator used and its notes, the fitted priors, the label
+  distribution and, where the truth is known, the labels' agreement with it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from benchmarks.config import data_config  # noqa: E402
+from benchmarks.label_quality import agreement  # noqa: E402
+from benchmarks.records import atomic_write_parquet, atomic_write_text  # noqa: E402
+from datamodules.labels import label_log, pair_similarities  # noqa: E402
+from datamodules.sources import make_source  # noqa: E402
+from datamodules.tables import SearchLog, validate_log  # noqa: E402
+from datamodules.text_encoding import TextEncoder  # noqa: E402
+from labeling.behavioural import behavioural_grade  # noqa: E402
+from labeling.relevance import DerivedLabels  # noqa: E402
+
+
+@dataclass
+class LabelRun:
+    log: SearchLog
+    labels: DerivedLabels
+    seconds: float
+
+
+def derive_for_config(config: dict, progress: bool = True) -> LabelRun:
+    """Load the configured dataset and derive labels for the whole log."""
+    source = make_source(
+        config["dataset"],
+        preset=config.get("preset"),
+        path=config.get("data_path"),
+        overrides=config.get("simulator"),
+        progress=progress,
+    )
+    log = validate_log(source.load())
+    label_config = data_config(config).labels
+    similarity = None
+    if label_config.labeling.use_similarity:
+        similarity = pair_similarities(log, TextEncoder(label_config.encoder), progress)
+    start = time.perf_counter()
+    labels = label_log(log.impressions, similarity, label_config)
+    return LabelRun(log, labels, time.perf_counter() - start)
+
+
+def write_label_report(run: LabelRun, folder: Path, command: str) -> str:
+    folder = Path(folder)
+    atomic_write_parquet(folder / "labels.parquet", run.labels.pairs)
+    curve = _propensity_table(run)
+    sections = [f"# Labels: {folder.name}", f"Reproduce with: `{command}`"]
+    if curve is not None:
+        atomic_write_text(folder / "propensity.csv", curve.write_csv())
+        _plot_propensity(curve, folder / "propensity.png", run.labels.propensity.method)
+        sections += [
+            f"## Position bias ({run.labels.propensity.method})",
+            _markdown(curve),
+            "![propensity](propensity.png)",
+        ]
+    if run.labels.notes:
+        sections += ["## Notes", "\n".join(f"- {note}" for note in run.labels.notes)]
+    if run.labels.priors:
+        sections += [
+            "## Fitted Beta priors (per stratum of mean logged position)",
+            "\n".join(
+                f"- {name}, positions {2**stratum}-{2 ** (stratum + 1) - 1}: alpha {p.alpha:.3f}, "
+                f"beta {p.beta:.3f} (mean {p.mean:.4f})"
+                for name, by_stratum in run.labels.priors.items()
+                for stratum, p in by_stratum.items()
+            ),
+        ]
+    sections += ["## Label distribution", _markdown(_distribution(run))]
+    if run.log.truth is not None:
+        sections += [
+            "## Agreement with the true relevance (all requests)",
+            _markdown(agreement_with_truth(run)),
+        ]
+    sections.append(
+        f"Labelling took {run.seconds:.2f} s for {run.log.impressions.height} "
+        "impressions (text encoding excluded)."
+    )
+    text = "\n\n".join(sections) + "\n"
+    atomic_write_text(folder / "report.md", text)
+    return text
+
+
+def agreement_with_truth(run: LabelRun) -> pl.DataFrame:
+    """Derived labels beside raw click rate, similarity alone and the behavioural grade."""
+    impressions = run.log.impressions
+    truth = (
+        impressions.select("request_id", "product_id")
+        .join(
+            run.log.truth.relevance,
+            on=["request_id", "product_id"],
+            how="left",
+            maintain_order="left",
+        )["true_relevance"]
+        .to_numpy()
+    )
+    pairs = impressions.select("query", "product_id").join(
+        run.labels.pairs, on=["query", "product_id"], how="left", maintain_order="left"
+    )
+    raw_ctr = pairs["click"] / pairs["impressions"]
+    labels = {
+        "derived grade": pairs["grade"].to_numpy(),
+        "derived score": pairs["score"].to_numpy(),
+        "raw click rate": raw_ctr.to_numpy(),
+    }
+    if pairs["similarity"].null_count() < pairs.height:
+        labels["similarity alone"] = pairs["similarity"].to_numpy()
+    labels["behavioural grade"] = behavioural_grade(impressions).to_numpy()
+    return agreement(truth, labels, impressions["request_id"].to_numpy())
+
+
+def _propensity_table(run: LabelRun) -> pl.DataFrame | None:
+    if run.labels.propensity is None:
+        return None
+    curve = run.labels.propensity.curve
+    if run.log.truth is not None:
+        curve = curve.join(
+            run.log.truth.examination.rename({"examination": "true"}), on="position", how="left"
+        )
+        curve = curve.with_columns(relative_error=(pl.col("propensity") / pl.col("true") - 1))
+    return curve
+
+
+def _plot_propensity(curve: pl.DataFrame, path: Path, method: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["position"], curve["propensity"], "o-", label=f"estimated ({method})")
+    if "true" in curve.columns:
+        ax.plot(curve["position"], curve["true"], "k--", label="true (simulator)")
+    ax.set_xlabel("position")
+    ax.set_ylabel("examination probability (position 1 = 1)")
+    ax.set_ylim(0, 1.1)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _distribution(run: LabelRun) -> pl.DataFrame:
+    grades = run.labels.for_impressions(run.log.impressions, "grade")
+    table = grades.value_counts().sort("grade").rename({"count": "impressions"})
+    table = table.with_columns(share=pl.col("impressions") / pl.col("impressions").sum())
+    if run.log.truth is not None:
+        truth = (
+            run.log.truth.relevance["true_relevance"]
+            .value_counts()
+            .rename({"true_relevance": "grade", "count": "true_relevance_impressions"})
+        )
+        table = table.join(
+            truth.with_columns(pl.col("grade").cast(pl.Int8)), on="grade", how="full", coalesce=True
+        ).sort("grade")
+    return table
+
+
+def _markdown(table: pl.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    lines = [header, "|" + "---|" * len(table.columns)]
+    for row in table.iter_rows():
+        lines.append("| " + " | ".join(_format(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return "–" if np.isnan(value) else f"{value:.4f}"
+    return "–" if value is None else str(value)

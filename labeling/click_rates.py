@@ -1,0 +1,130 @@
+"""Per (query, product) behaviour rates, debiased for position and smoothed by a fitted prior.
+
+For every pair the log shows, with ``E`` its *exposure*:
+
+- ``impressions``: how often it was shown;
+- ``exposure``: the expected number of examinations, the sum over its impressions of the
+  examination probability (propensity) of the position it was shown at. Without debiasing
+  every propensity is 1 and ``exposure == impressions``;
+- ``clicks``, ``add_to_cart``, ``purchase``: counts of each logged behaviour;
+- ``<behaviour>_rate``: ``(count + alpha) / (exposure + alpha + beta)``. Dividing clicks by
+  the expected examinations (rather than impressions) is the debiased click rate; the Beta
+  prior ``(alpha, beta)`` is fitted to the pairs by maximum likelihood of the beta-binomial
+  model, so a pair seen once is pulled towards what pairs like it do rather than to 0 or 1.
+
+"Pairs like it" are pairs the logging ranker placed alike: one prior is fitted per stratum
+of the pair's mean logged position (1, 2-3, 4-7, 8-15, ...). A single prior for all pairs
+would be wrong in a telling way: the ranker shows its best candidates on top, so rarely
+shown pairs are worse than average, and shrinking them to the overall mean would rank a
+pair shown once at position 9 above one that was shown ten times at the top and clicked
+less often than the average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.optimize import minimize
+from scipy.special import betaln
+
+PAIR_KEYS = ("query", "product_id")
+
+
+@dataclass(frozen=True)
+class BetaPrior:
+    alpha: float
+    beta: float
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def strength(self) -> float:
+        """Pseudo-observations the prior is worth."""
+        return self.alpha + self.beta
+
+
+def pair_counts(
+    impressions: pl.DataFrame, propensity: pl.Series | None = None, keys=PAIR_KEYS
+) -> pl.DataFrame:
+    """Impressions, exposure and behaviour counts per pair (one row per pair, sorted)."""
+    behaviours = [c for c in ("click", "add_to_cart", "purchase") if c in impressions.columns]
+    weight = pl.lit(1.0) if propensity is None else propensity.cast(pl.Float64)
+    positions = ["position"] if "position" in impressions.columns else []
+    frame = impressions.select(*keys, *positions, *behaviours).with_columns(_propensity=weight)
+    counts = frame.group_by(list(keys)).agg(
+        pl.len().alias("impressions"),
+        pl.col("_propensity").sum().alias("exposure"),
+        *[pl.col(b).cast(pl.Float64).sum() for b in behaviours],
+        *[pl.col("position").mean().alias("mean_position") for _ in positions],
+    )
+    stratum = (
+        pl.col("mean_position").log(2).floor().cast(pl.Int32) if positions else pl.lit(0, pl.Int32)
+    )
+    return counts.with_columns(prior_stratum=stratum).sort(list(keys))
+
+
+def fit_beta_prior(
+    successes: np.ndarray, trials: np.ndarray, max_pairs: int = 200_000, seed: int = 0
+) -> BetaPrior:
+    """Maximum-likelihood Beta prior of the beta-binomial model over pairs.
+
+    ``trials`` may be fractional (debiased exposure); the likelihood is then the continuous
+    extension through the Beta function. Successes above the trials (possible once debiased)
+    are capped at the trials for the fit.
+    """
+    trials = np.asarray(trials, dtype=np.float64)
+    successes = np.minimum(np.asarray(successes, dtype=np.float64), trials)
+    keep = trials > 0
+    successes, trials = successes[keep], trials[keep]
+    if len(trials) > max_pairs:
+        # Two parameters are pinned down by far fewer pairs; a sample keeps big logs fast.
+        sample = np.random.default_rng(seed).choice(len(trials), max_pairs, replace=False)
+        successes, trials = successes[sample], trials[sample]
+    if len(trials) == 0 or successes.sum() == 0:
+        return BetaPrior(alpha=1e-3, beta=1.0)
+    mean = successes.sum() / trials.sum()
+
+    def negative_log_likelihood(log_params: np.ndarray) -> float:
+        alpha, beta = np.exp(log_params)
+        return -np.sum(betaln(successes + alpha, trials - successes + beta) - betaln(alpha, beta))
+
+    start = np.log([mean * 2.0, (1 - mean) * 2.0])
+    result = minimize(
+        negative_log_likelihood, start, method="L-BFGS-B", bounds=[(-10.0, 10.0), (-10.0, 10.0)]
+    )
+    alpha, beta = np.exp(result.x)
+    return BetaPrior(float(alpha), float(beta))
+
+
+def smoothed_rates(
+    counts: pl.DataFrame, smoothing: bool = True
+) -> tuple[pl.DataFrame, dict[str, dict[int, BetaPrior]]]:
+    """Add ``<behaviour>_rate`` per pair; returns the fitted priors too (for the report).
+
+    Priors are per behaviour and per ``prior_stratum``. Without smoothing the rate is
+    ``count / exposure`` (0 where nothing was exposed).
+    """
+    priors: dict[str, dict[int, BetaPrior]] = {}
+    columns = []
+    exposure = counts["exposure"].to_numpy()
+    strata = counts["prior_stratum"].to_numpy()
+    for behaviour in ("click", "add_to_cart", "purchase"):
+        if behaviour not in counts.columns:
+            continue
+        successes = counts[behaviour].to_numpy()
+        if smoothing:
+            rate = np.empty(len(successes))
+            priors[behaviour] = {}
+            for stratum in np.unique(strata):
+                rows = strata == stratum
+                prior = fit_beta_prior(successes[rows], exposure[rows])
+                priors[behaviour][int(stratum)] = prior
+                rate[rows] = (successes[rows] + prior.alpha) / (exposure[rows] + prior.strength)
+        else:
+            rate = np.divide(successes, exposure, out=np.zeros_like(exposure), where=exposure > 0)
+        columns.append(pl.Series(f"{behaviour}_rate", np.clip(rate, 0.0, 1.0)))
+    return counts.with_columns(columns), priors
