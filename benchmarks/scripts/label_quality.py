@@ -6,7 +6,8 @@ Prints (and writes to results/labels/quality.md):
 
 1. Position bias: the largest relative error of the estimated examination probabilities at
    positions 1-10, with interventions (``intervention_rate`` 0.1) and without (0, so
-   regression-EM), at position-bias strengths 0.5, 1.0 (default) and 2.0.
+   regression-EM), at position-bias strengths 0.5, 1.0 (default) and 2.0, on the default
+   log (200k impressions) and on the large one (20M impressions).
 2. Label quality: for each test request (the last 10% by time), its items ranked by the
    derived grade, by raw click rate and by similarity alone, against true relevance: NDCG@10
    and Kendall's tau-b, mean ± std over simulator seeds.
@@ -51,31 +52,34 @@ VARIANTS = {
 }
 
 
-def propensity_errors(preset_name: str, seed: int) -> pl.DataFrame:
+def propensity_errors(preset_names: list[str], seed: int) -> pl.DataFrame:
     rows = []
-    for bias in BIAS_STRENGTHS:
-        for with_interventions in (True, False):
-            config = preset(
-                preset_name,
-                seed=seed,
-                position_bias=bias,
-                intervention_rate=0.1 if with_interventions else 0.0,
-            )
-            log = simulate(config)
-            method = "intervention" if with_interventions else "regression_em"
-            estimate = estimate_propensities(log.impressions, method=method)
-            curve = estimate.curve.join(log.truth.examination, on="position").filter(
-                pl.col("position") <= 10
-            )
-            error = (curve["propensity"] / curve["examination"] - 1).abs()
-            rows.append(
-                {
-                    "position_bias": bias,
-                    "estimator": method,
-                    "max_relative_error": float(error.max()),
-                    "target": 0.10 if with_interventions else 0.20,
-                }
-            )
+    for preset_name in preset_names:
+        for bias in BIAS_STRENGTHS:
+            for with_interventions in (True, False):
+                config = preset(
+                    preset_name,
+                    seed=seed,
+                    position_bias=bias,
+                    intervention_rate=0.1 if with_interventions else 0.0,
+                )
+                log = simulate(config)
+                method = "intervention" if with_interventions else "regression_em"
+                estimate = estimate_propensities(log.impressions, method=method)
+                curve = estimate.curve.join(log.truth.examination, on="position").filter(
+                    pl.col("position") <= 10
+                )
+                error = (curve["propensity"] / curve["examination"] - 1).abs()
+                rows.append(
+                    {
+                        "log": f"{preset_name} ({log.impressions.height:,} impressions)",
+                        "position_bias": bias,
+                        "estimator": method,
+                        "max_relative_error": float(error.max()),
+                        "target": 0.10 if with_interventions else 0.20,
+                    }
+                )
+                del log
     return pl.DataFrame(rows).with_columns(met=pl.col("max_relative_error") <= pl.col("target"))
 
 
@@ -125,14 +129,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--propensity-presets",
+        nargs="+",
+        default=["default", "large"],
+        help="logs the position-bias estimates are checked on",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "labels" / "quality.md")
     args = parser.parse_args()
     command = (
         f"python benchmarks/scripts/label_quality.py --preset {args.preset} --seeds "
         + " ".join(map(str, args.seeds))
+        + " --propensity-presets "
+        + " ".join(args.propensity_presets)
     )
 
-    errors = propensity_errors(args.preset, args.seeds[0])
+    errors = propensity_errors(args.propensity_presets, args.seeds[0])
     encoder = TextEncoder()
     agreements = pl.concat([label_agreement(args.preset, s, encoder) for s in args.seeds])
     summary = mean_std(agreements)
@@ -150,7 +162,8 @@ def main() -> None:
             [
                 "# Label quality on the simulator",
                 f"Reproduce with: `{command}`",
-                f"## Position bias: max relative error at positions 1-10 (seed {args.seeds[0]})",
+                f"## Position bias: max relative error at positions 1-10 (simulator seed "
+                f"{args.seeds[0]})",
                 markdown(errors),
                 f"## Labels against true relevance, test requests, seeds {args.seeds}",
                 markdown(main_rows),

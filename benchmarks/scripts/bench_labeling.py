@@ -1,0 +1,93 @@
+"""Speed and memory of labeling on the ``large`` preset (1M requests x 20 = 20M impressions).
+
+    python benchmarks/scripts/bench_labeling.py [--preset large] [--method auto]
+
+The log is generated chunk by chunk keeping only the columns labeling reads. The query-title
+similarity of every pair is computed first with the text encoder (its embeddings come from
+the on-disk cache after the first run; this step is timed apart). Then ``derive_labels`` runs
+end to end (propensities, debiased smoothed rates, combination, grades) and its time and the
+process's peak resident memory during it are printed. Targets: >= 2M impressions/s on 2
+cores and < 4 GiB peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.records import PeakMemory  # noqa: E402
+from datamodules.labels import LabelConfig, label_log  # noqa: E402
+from datamodules.simulator import preset, simulate_chunks  # noqa: E402
+from datamodules.text_encoding import TextEncoder, pair_similarity  # noqa: E402
+from labeling.relevance import LabelingConfig  # noqa: E402
+
+COLUMNS = (
+    "request_id",
+    "query",
+    "product_id",
+    "position",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "randomized",
+    "ranker_position",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Speed and memory of labeling.")
+    parser.add_argument("--preset", default="large")
+    parser.add_argument("--method", default="auto", help="auto | intervention | regression_em")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    catalog, chunks = simulate_chunks(preset(args.preset))
+    impressions = pl.concat([c.impressions.select(COLUMNS) for c in chunks]).rechunk()
+    print(
+        f"{args.preset}: {impressions.height:,} impressions generated in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+
+    start = time.perf_counter()
+    pairs = (
+        impressions.select("query", "product_id")
+        .unique()
+        .join(catalog.products.select("product_id", "title"), on="product_id")
+    )
+    similarity = pairs.select("query", "product_id").with_columns(
+        similarity=pl.Series(
+            pair_similarity(TextEncoder(), pairs["query"], pairs["title"], progress=True),
+            dtype=pl.Float64,
+        )
+    )
+    del pairs
+    print(
+        f"similarity of {similarity.height:,} pairs (text encoding, cached after the first "
+        f"run): {time.perf_counter() - start:.1f} s"
+    )
+
+    config = LabelConfig(labeling=LabelingConfig(propensity_method=args.method))
+    with PeakMemory(interval_s=0.01) as memory:
+        start = time.perf_counter()
+        labels = label_log(impressions, similarity, config)
+        seconds = time.perf_counter() - start
+    print(
+        f"labeling ({labels.propensity.method}): {seconds:.2f} s, "
+        f"{impressions.height / seconds:,.0f} impressions/s (target >= 2,000,000)"
+    )
+    print(
+        f"peak RSS during labeling: {memory.peak_mb / 1024:.2f} GiB "
+        f"(process before it: {memory.start_mb / 1024:.2f} GiB; target < 4 GiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
