@@ -68,21 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         "the propensity curve (CSV and plot) and report.md. Label settings are the "
         "data.labels section of the bench config.",
     )
-    label.add_argument("--config", type=Path, help="a YAML file of settings (as for bench)")
-    label.add_argument("--dataset", help="simulator | logdir (default: simulator)")
-    label.add_argument("--preset", help="simulator preset: tiny | ci | default | large")
-    label.add_argument("--data", dest="data_path", help="folder of canonical tables (logdir)")
+    _add_common_options(label, "override a setting, e.g. data.labels.labeling.debias=false")
     label.add_argument(
         "--out", type=Path, help="output folder (default: results/labels/<dataset>-<preset>)"
     )
-    label.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. data.labels.labeling.debias=false",
-    )
-    label.add_argument("--quiet", action="store_true", help="no progress bars")
     label.set_defaults(handler=_label)
 
     bench = commands.add_parser(
@@ -92,12 +81,9 @@ def _parser() -> argparse.ArgumentParser:
         "test split, write run records, summary tables and plots to <output>/<name>/, and log "
         "to W&B (offline by default). Finished runs are skipped when rerun.",
     )
-    bench.add_argument(
-        "--config", type=Path, help="a YAML file of settings (copy benchmarks/configs/bench.yaml)"
+    _add_common_options(
+        bench, "override any setting, e.g. data.split.seed=1 or model_config.xgboost.max_depth=8"
     )
-    bench.add_argument("--dataset", help="simulator | logdir (default: simulator)")
-    bench.add_argument("--preset", help="simulator preset: tiny | ci | default | large")
-    bench.add_argument("--data", dest="data_path", help="folder of canonical tables (logdir)")
     bench.add_argument("--models", nargs="+", help="registered model names, e.g. xgboost")
     bench.add_argument("--seeds", nargs="+", type=int, help="model seeds, e.g. 0 1 2")
     bench.add_argument("--name", help="benchmark name (default: <dataset>-<preset>)")
@@ -113,16 +99,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="import a module or .py file that registers extra models",
     )
-    bench.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting, e.g. data.split.seed=1 or model_config.xgboost.max_depth=8",
-    )
-    bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(handler=_bench)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """Where the data comes from and how settings are given: the same for label and bench."""
+    parser.add_argument(
+        "--config", type=Path, help="a YAML file of settings (copy benchmarks/configs/bench.yaml)"
+    )
+    parser.add_argument("--dataset", help="simulator | logdir | retrotech (default: simulator)")
+    parser.add_argument("--preset", help="simulator preset: tiny | ci | default | large")
+    parser.add_argument("--data", dest="data_path", help="folder of the log (logdir, retrotech)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _simulate(args, argv) -> int:

@@ -9,6 +9,7 @@ import yaml
 
 from datamodules import DataConfig, FeatureConfig, SplitConfig
 from datamodules.labels import LabelConfig
+from datamodules.sources import make_source
 from datamodules.text_encoding import EncoderConfig
 from labeling.relevance import LabelingConfig
 from labeling.sampling import SamplingConfig
@@ -62,6 +63,17 @@ def parse_assignment(text: str) -> dict:
         cursor = cursor.setdefault(part, {})
     cursor[parts[-1]] = yaml.safe_load(value)
     return nested
+
+
+def source_from_config(config: dict, progress: bool = False):
+    """The dataset source a config names (simulator preset, log folder, RetroTech)."""
+    return make_source(
+        config["dataset"],
+        preset=config.get("preset"),
+        path=config.get("data_path"),
+        overrides=config.get("simulator"),
+        progress=progress,
+    )
 
 
 def data_config(config: dict) -> DataConfig:

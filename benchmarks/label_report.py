@@ -23,11 +23,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from benchmarks.config import data_config  # noqa: E402
+from benchmarks.config import data_config, source_from_config  # noqa: E402
 from benchmarks.label_quality import agreement  # noqa: E402
+from benchmarks.plots import save_figure  # noqa: E402
 from benchmarks.records import atomic_write_parquet, atomic_write_text  # noqa: E402
 from datamodules.labels import label_log, pair_similarities  # noqa: E402
-from datamodules.sources import make_source  # noqa: E402
 from datamodules.tables import SearchLog, validate_log  # noqa: E402
 from datamodules.text_encoding import TextEncoder  # noqa: E402
 from labeling.behavioural import behavioural_grade  # noqa: E402
@@ -43,13 +43,7 @@ class LabelRun:
 
 def derive_for_config(config: dict, progress: bool = True) -> LabelRun:
     """Load the configured dataset and derive labels for the whole log."""
-    source = make_source(
-        config["dataset"],
-        preset=config.get("preset"),
-        path=config.get("data_path"),
-        overrides=config.get("simulator"),
-        progress=progress,
-    )
+    source = source_from_config(config, progress)
     log = validate_log(source.load())
     label_config = data_config(config).labels
     similarity = None
@@ -149,12 +143,7 @@ def _plot_propensity(curve: pl.DataFrame, path: Path, method: str) -> None:
     ax.set_ylabel("examination probability (position 1 = 1)")
     ax.set_ylim(0, 1.1)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def _distribution(run: LabelRun) -> pl.DataFrame:

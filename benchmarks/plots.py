@@ -37,6 +37,11 @@ def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a figure atomically (temporary file, then rename) and close it."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

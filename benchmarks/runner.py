@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from benchmarks.config import data_config
+from benchmarks.config import data_config, source_from_config
 from benchmarks.evaluation import evaluate_scores, reference_scores
 from benchmarks.plots import plot_summary
 from benchmarks.records import (
@@ -34,7 +34,6 @@ from benchmarks.records import (
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
 from benchmarks.wandb_logging import WandbLogger
 from datamodules import SearchLogDataModule
-from datamodules.sources import make_source
 from models import create_ranker, get_ranker
 
 
@@ -63,14 +62,7 @@ def import_plugins(plugins: list[str]) -> None:
 
 
 def build_datamodule(config: dict, progress: bool = True) -> SearchLogDataModule:
-    source = make_source(
-        config["dataset"],
-        preset=config.get("preset"),
-        path=config.get("data_path"),
-        overrides=config.get("simulator"),
-        progress=progress,
-    )
-    return SearchLogDataModule(source, data_config(config))
+    return SearchLogDataModule(source_from_config(config, progress), data_config(config), progress)
 
 
 def run_benchmark(

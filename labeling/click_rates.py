@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from scipy.optimize import minimize
-from scipy.special import betaln
+from scipy.special import betaln, digamma
 
 PAIR_KEYS = ("query", "product_id")
 
@@ -48,14 +48,25 @@ class BetaPrior:
 
 
 def pair_counts(
-    impressions: pl.DataFrame, propensity: pl.Series | None = None, keys=PAIR_KEYS
+    impressions: pl.DataFrame,
+    propensity: pl.Series | None = None,
+    keys=PAIR_KEYS,
+    vocabulary: dict | None = None,
 ) -> pl.DataFrame:
-    """Impressions, exposure and behaviour counts per pair (one row per pair, sorted)."""
+    """Impressions, exposure and behaviour counts per pair (one row per pair, any order).
+
+    ``_pair`` is the pair's integer key (:func:`pair_key` with ``vocabulary``, built from
+    ``impressions`` when not given), for fast joins.
+    """
+    vocabulary = vocabulary or key_vocabulary(impressions, keys)
     behaviours = [c for c in ("click", "add_to_cart", "purchase") if c in impressions.columns]
     weight = pl.lit(1.0) if propensity is None else propensity.cast(pl.Float64)
     positions = ["position"] if "position" in impressions.columns else []
-    frame = impressions.select(*keys, *positions, *behaviours).with_columns(_propensity=weight)
-    counts = frame.group_by(list(keys)).agg(
+    frame = impressions.select(*keys, *positions, *behaviours).with_columns(
+        _propensity=weight, _pair=pair_key(keys, vocabulary)
+    )
+    counts = frame.group_by("_pair").agg(
+        *[pl.col(k).first() for k in keys],
         pl.len().alias("impressions"),
         pl.col("_propensity").sum().alias("exposure"),
         *[pl.col(b).cast(pl.Float64).sum() for b in behaviours],
@@ -64,37 +75,82 @@ def pair_counts(
     stratum = (
         pl.col("mean_position").log(2).floor().cast(pl.Int32) if positions else pl.lit(0, pl.Int32)
     )
-    return counts.with_columns(prior_stratum=stratum).sort(list(keys))
+    return counts.with_columns(prior_stratum=stratum)
+
+
+def key_vocabulary(frame: pl.DataFrame, keys=PAIR_KEYS) -> dict[str, dict | None]:
+    """Integer codes for the values of each key column; None where the values already are
+    small non-negative integers and serve as their own codes."""
+    if len(keys) > 2:
+        raise ValueError("pair keys combine at most two columns")
+    vocabulary: dict[str, dict | None] = {}
+    for column in keys:
+        series = frame[column]
+        if series.dtype.is_integer() and (
+            len(series) == 0 or (series.min() >= 0 and series.max() < 1 << 31)
+        ):
+            vocabulary[column] = None
+        else:
+            values = series.unique().sort().to_list()
+            vocabulary[column] = dict(zip(values, range(len(values)), strict=True))
+    return vocabulary
+
+
+def pair_key(keys, vocabulary: dict[str, dict | None]) -> pl.Expr:
+    """One exact Int64 per key combination (null for values outside the vocabulary).
+
+    Grouping 20M rows on it is several times faster than on a string and an id.
+    """
+    key = None
+    for column in keys:
+        codes = vocabulary[column]
+        code = (
+            pl.col(column).cast(pl.Int64)
+            if codes is None
+            else pl.col(column).replace_strict(codes, default=None, return_dtype=pl.Int64)
+        )
+        key = code if key is None else key * (1 << 32) + code
+    return key
 
 
 def fit_beta_prior(
-    successes: np.ndarray, trials: np.ndarray, max_pairs: int = 200_000, seed: int = 0
+    successes: np.ndarray, trials: np.ndarray, max_pairs: int = 20_000, seed: int = 0
 ) -> BetaPrior:
     """Maximum-likelihood Beta prior of the beta-binomial model over pairs.
 
     ``trials`` may be fractional (debiased exposure); the likelihood is then the continuous
     extension through the Beta function. Successes above the trials (possible once debiased)
-    are capped at the trials for the fit.
+    are capped at the trials for the fit. Beyond ``max_pairs`` pairs a seeded sample is fitted:
+    two parameters are pinned down long before that.
     """
     trials = np.asarray(trials, dtype=np.float64)
     successes = np.minimum(np.asarray(successes, dtype=np.float64), trials)
     keep = trials > 0
     successes, trials = successes[keep], trials[keep]
     if len(trials) > max_pairs:
-        # Two parameters are pinned down by far fewer pairs; a sample keeps big logs fast.
         sample = np.random.default_rng(seed).choice(len(trials), max_pairs, replace=False)
         successes, trials = successes[sample], trials[sample]
     if len(trials) == 0 or successes.sum() == 0:
         return BetaPrior(alpha=1e-3, beta=1.0)
     mean = successes.sum() / trials.sum()
+    failures = trials - successes
 
-    def negative_log_likelihood(log_params: np.ndarray) -> float:
+    def negative_log_likelihood(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         alpha, beta = np.exp(log_params)
-        return -np.sum(betaln(successes + alpha, trials - successes + beta) - betaln(alpha, beta))
+        value = np.sum(betaln(successes + alpha, failures + beta) - betaln(alpha, beta))
+        shared = digamma(trials + alpha + beta) - digamma(alpha + beta)
+        d_alpha = np.sum(digamma(successes + alpha) - digamma(alpha) - shared)
+        d_beta = np.sum(digamma(failures + beta) - digamma(beta) - shared)
+        # Gradient in log-parameters: chain rule through exp.
+        return -value, -np.array([d_alpha * alpha, d_beta * beta])
 
     start = np.log([mean * 2.0, (1 - mean) * 2.0])
     result = minimize(
-        negative_log_likelihood, start, method="L-BFGS-B", bounds=[(-10.0, 10.0), (-10.0, 10.0)]
+        negative_log_likelihood,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-10.0, 10.0), (-10.0, 10.0)],
     )
     alpha, beta = np.exp(result.x)
     return BetaPrior(float(alpha), float(beta))
@@ -111,19 +167,21 @@ def smoothed_rates(
     priors: dict[str, dict[int, BetaPrior]] = {}
     columns = []
     exposure = counts["exposure"].to_numpy()
-    strata = counts["prior_stratum"].to_numpy()
+    strata, stratum_of_row = np.unique(counts["prior_stratum"].to_numpy(), return_inverse=True)
+    # Rows grouped by stratum once, instead of one boolean mask per stratum and behaviour.
+    rows_by_stratum = np.split(
+        np.argsort(stratum_of_row, kind="stable"), np.cumsum(np.bincount(stratum_of_row))[:-1]
+    )
     for behaviour in ("click", "add_to_cart", "purchase"):
         if behaviour not in counts.columns:
             continue
         successes = counts[behaviour].to_numpy()
         if smoothing:
-            rate = np.empty(len(successes))
-            priors[behaviour] = {}
-            for stratum in np.unique(strata):
-                rows = strata == stratum
-                prior = fit_beta_prior(successes[rows], exposure[rows])
-                priors[behaviour][int(stratum)] = prior
-                rate[rows] = (successes[rows] + prior.alpha) / (exposure[rows] + prior.strength)
+            fitted = [fit_beta_prior(successes[rows], exposure[rows]) for rows in rows_by_stratum]
+            priors[behaviour] = dict(zip(strata.tolist(), fitted, strict=True))
+            alpha = np.array([p.alpha for p in fitted])[stratum_of_row]
+            strength = np.array([p.strength for p in fitted])[stratum_of_row]
+            rate = (successes + alpha) / (exposure + strength)
         else:
             rate = np.divide(successes, exposure, out=np.zeros_like(exposure), where=exposure > 0)
         columns.append(pl.Series(f"{behaviour}_rate", np.clip(rate, 0.0, 1.0)))

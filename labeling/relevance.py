@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from labeling.click_rates import PAIR_KEYS, BetaPrior, pair_counts, smoothed_rates
+from labeling.click_rates import (
+    PAIR_KEYS,
+    BetaPrior,
+    key_vocabulary,
+    pair_counts,
+    pair_key,
+    smoothed_rates,
+)
 from labeling.propensity import PropensityEstimate, estimate_propensities, impression_propensity
 
 
@@ -67,8 +74,9 @@ class DerivedLabels:
 
     def for_impressions(self, impressions: pl.DataFrame, name: str = "relevance") -> pl.Series:
         """The grade of each impression's pair, in the impressions' row order."""
-        joined = impressions.select(PAIR_KEYS).join(
-            self.pairs.select(*PAIR_KEYS, "grade"),
+        as_text = pl.col("query").cast(pl.String)
+        joined = impressions.select(as_text, "product_id").join(
+            self.pairs.select(as_text, "product_id", "grade"),
             on=list(PAIR_KEYS),
             how="left",
             maintain_order="left",
@@ -88,15 +96,16 @@ def derive_labels(
     """
     notes: list[str] = []
     propensity, weights = _propensities(impressions, config, notes)
-    counts = pair_counts(impressions, weights)
+    vocabulary = key_vocabulary(impressions)
+    counts = pair_counts(impressions, weights, vocabulary=vocabulary)
     pairs, priors = smoothed_rates(counts, smoothing=config.smoothing)
     for behaviour in ("add_to_cart", "purchase"):
         if behaviour not in impressions.columns:
             notes.append(f"the log has no {behaviour}: its term drops out of the score")
     pairs = pairs.with_columns(behaviour_score=_percentile(_behaviour(pairs, config)))
-    pairs = _with_similarity(pairs, similarity, config, notes)
+    pairs = _with_similarity(pairs, similarity, vocabulary, config, notes)
     pairs = pairs.with_columns(score=_combined_score(pairs, config))
-    pairs = pairs.with_columns(grade=_grades(pairs["score"], config.grade_cuts))
+    pairs = pairs.with_columns(grade=_grades(pairs["score"], config.grade_cuts)).drop("_pair")
     return DerivedLabels(pairs=pairs, propensity=propensity, priors=priors, notes=notes)
 
 
@@ -134,7 +143,7 @@ def _percentile(values: np.ndarray | pl.Series) -> pl.Series:
     return series.rank(method="average") / max(len(series), 1)
 
 
-def _with_similarity(pairs, similarity, config: LabelingConfig, notes: list[str]):
+def _with_similarity(pairs, similarity, vocabulary, config: LabelingConfig, notes: list[str]):
     if not config.use_similarity:
         notes.append("similarity not used: the score is behaviour only")
         return pairs.with_columns(
@@ -142,12 +151,11 @@ def _with_similarity(pairs, similarity, config: LabelingConfig, notes: list[str]
         )
     if similarity is None:
         raise ValueError("labels with similarity need a similarity table (or use_similarity off)")
-    joined = pairs.join(
-        similarity.select(*PAIR_KEYS, "similarity"),
-        on=list(PAIR_KEYS),
-        how="left",
-        maintain_order="left",
-    )
+    # Joined on the integer pair key: several times faster than on strings for big logs.
+    keyed = similarity.select(
+        pair_key(PAIR_KEYS, vocabulary).alias("_pair"), "similarity"
+    ).drop_nulls("_pair")
+    joined = pairs.join(keyed, on="_pair", how="left", maintain_order="left")
     missing = joined["similarity"].null_count()
     if missing:
         raise ValueError(f"similarity is missing for {missing} (query, product) pairs")

@@ -30,7 +30,7 @@ def test_counts_weigh_impressions_by_propensity():
             "click": [1, 0, 1, 0],
         }
     )
-    counts = pair_counts(impressions, pl.Series([1.0, 0.5, 0.25, 1.0]))
+    counts = pair_counts(impressions, pl.Series([1.0, 0.5, 0.25, 1.0])).sort("query", "product_id")
     assert counts.select("query", "product_id", "impressions", "exposure", "click").rows() == [
         ("q", 1, 2, 1.5, 1.0),
         ("q", 2, 1, 0.25, 1.0),
@@ -68,5 +68,5 @@ def test_one_prior_per_stratum_of_mean_position():
             "click": [1, 0, 1, 0, 0, 0],
         }
     )
-    counts = pair_counts(impressions)
+    counts = pair_counts(impressions).sort("product_id")
     assert counts["prior_stratum"].to_list() == [0, 1, 1, 2, 3]
