@@ -33,8 +33,17 @@ def load_config(
     for assignment in assignments or []:
         config = merge(config, parse_assignment(assignment), "--set")
     if not config.get("name"):
-        config["name"] = f"{config['dataset']}-{config.get('preset') or 'data'}"
+        config["name"] = default_name(config)
     return config
+
+
+def default_name(config: dict) -> str:
+    """``simulator-<preset>``, ``retrotech``, or ``logdir-<folder name>``."""
+    if config["dataset"] == "simulator":
+        return f"simulator-{config.get('preset') or 'default'}"
+    if config["dataset"] == "logdir" and config.get("data_path"):
+        return f"logdir-{Path(config['data_path']).name}"
+    return config["dataset"]
 
 
 def merge(base: dict, update: dict, source: str) -> dict:

@@ -73,7 +73,7 @@ def write_label_report(run: LabelRun, folder: Path, command: str) -> str:
         sections += [
             "## Fitted Beta priors (per stratum of mean logged position)",
             "\n".join(
-                f"- {name}, positions {2**stratum}-{2 ** (stratum + 1) - 1}: alpha {p.alpha:.3f}, "
+                f"- {name}, positions {_stratum_range(stratum)}: alpha {p.alpha:.3f}, "
                 f"beta {p.beta:.3f} (mean {p.mean:.4f})"
                 for name, by_stratum in run.labels.priors.items()
                 for stratum, p in by_stratum.items()
@@ -120,6 +120,11 @@ def agreement_with_truth(run: LabelRun) -> pl.DataFrame:
         labels["similarity alone"] = pairs["similarity"].to_numpy()
     labels["behavioural grade"] = behavioural_grade(impressions).to_numpy()
     return agreement(truth, labels, impressions["request_id"].to_numpy())
+
+
+def _stratum_range(stratum: int) -> str:
+    first, last = 2**stratum, 2 ** (stratum + 1) - 1
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def _propensity_table(run: LabelRun) -> pl.DataFrame | None:

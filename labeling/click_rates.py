@@ -150,7 +150,7 @@ def fit_beta_prior(
         start,
         jac=True,
         method="L-BFGS-B",
-        bounds=[(-10.0, 10.0), (-10.0, 10.0)],
+        bounds=[(-10.0, 15.0), (-10.0, 15.0)],
     )
     alpha, beta = np.exp(result.x)
     return BetaPrior(float(alpha), float(beta))
