@@ -53,7 +53,7 @@ def pair_counts(
     keys=PAIR_KEYS,
     vocabulary: dict | None = None,
 ) -> pl.DataFrame:
-    """Impressions, exposure and behaviour counts per pair (one row per pair, any order).
+    """Impressions, exposure and behaviour counts per pair (one row per pair).
 
     ``_pair`` is the pair's integer key (:func:`pair_key` with ``vocabulary``, built from
     ``impressions`` when not given), for fast joins.
@@ -68,14 +68,17 @@ def pair_counts(
     counts = frame.group_by("_pair").agg(
         *[pl.col(k).first() for k in keys],
         pl.len().alias("impressions"),
-        pl.col("_propensity").sum().alias("exposure"),
+        # Rounded: a float sum's last bits depend on the row order, and must not reach the
+        # prior fit or the ranks.
+        pl.col("_propensity").sum().round(9).alias("exposure"),
         *[pl.col(b).cast(pl.Float64).sum() for b in behaviours],
         *[pl.col("position").mean().alias("mean_position") for _ in positions],
     )
     stratum = (
         pl.col("mean_position").log(2).floor().cast(pl.Int32) if positions else pl.lit(0, pl.Int32)
     )
-    return counts.with_columns(prior_stratum=stratum)
+    # Sorted by key so that everything downstream (the prior fit's sample) is deterministic.
+    return counts.with_columns(prior_stratum=stratum).sort("_pair")
 
 
 def key_vocabulary(frame: pl.DataFrame, keys=PAIR_KEYS) -> dict[str, dict | None]:

@@ -139,7 +139,9 @@ def _behaviour(pairs: pl.DataFrame, config: LabelingConfig) -> np.ndarray:
 
 def _percentile(values: np.ndarray | pl.Series) -> pl.Series:
     """Average-rank percentile in (0, 1]: ties share a value, the order is all that counts."""
-    series = pl.Series(values, dtype=pl.Float64)
+    # Rounded first: sums taken in another row order differ in the last bits, and must not
+    # break ties differently.
+    series = pl.Series(values, dtype=pl.Float64).round(10)
     return series.rank(method="average") / max(len(series), 1)
 
 

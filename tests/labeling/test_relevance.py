@@ -151,3 +151,11 @@ def test_missing_similarity_is_an_error(log, similarity):
 def test_bad_settings(bad):
     with pytest.raises(ValueError):
         replace(LabelingConfig(), **bad)
+
+
+def test_labels_are_deterministic_whatever_the_row_order(log, similarity):
+    first = derive_labels(log.impressions, similarity).pairs.sort("query", "product_id")
+    shuffled = log.impressions.sample(fraction=1.0, shuffle=True, seed=7)
+    again = derive_labels(shuffled, similarity).pairs.sort("query", "product_id")
+    assert first["grade"].equals(again["grade"])
+    np.testing.assert_allclose(first["score"], again["score"])
