@@ -74,7 +74,8 @@ def git_commit(cwd: Path | None = None) -> dict:
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # Code only: regenerated results are not a change to what ran.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
             cwd=cwd,
             capture_output=True,
             text=True,
