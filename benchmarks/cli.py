@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="import a module or .py file that registers extra models",
     )
+    bench.add_argument(
+        "--rerun",
+        action="store_true",
+        help="retrain every run, even those whose record matches this code, data and config",
+    )
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -161,7 +166,7 @@ def _bench(args, argv) -> int:
     if args.wandb:
         config["wandb"]["mode"] = args.wandb
     command = shlex.join(["rankbench", *argv])
-    outcome = run_benchmark(config, command, progress=not args.quiet)
+    outcome = run_benchmark(config, command, progress=not args.quiet, rerun=args.rerun)
     print()
     print(outcome.markdown)
     print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")

@@ -7,6 +7,7 @@ metrics. The JSON is written last: its presence means the run finished.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -64,6 +65,21 @@ def atomic_write_parquet(path: Path, table: pl.DataFrame) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+CODE_PACKAGES = ("benchmarks", "models", "datamodules", "labeling")
+
+
+@functools.cache
+def code_hash() -> str:
+    """A hash of rankbench's own source files: a record made by other code is not reused."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def git_commit(cwd: Path | None = None) -> dict:

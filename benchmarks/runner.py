@@ -24,6 +24,7 @@ from benchmarks.evaluation import evaluate_scores, reference_scores
 from benchmarks.plots import plot_summary
 from benchmarks.records import (
     PeakMemory,
+    code_hash,
     RunStore,
     Stopwatch,
     atomic_write_text,
@@ -66,8 +67,9 @@ def build_datamodule(config: dict, progress: bool = True) -> SearchLogDataModule
 
 
 def run_benchmark(
-    config: dict, command: str, progress: bool = True, echo=print
+    config: dict, command: str, progress: bool = True, echo=print, rerun: bool = False
 ) -> BenchmarkOutcome:
+    """Run every model x seed; ``rerun`` retrains even where a matching record exists."""
     for model in config["models"]:
         get_ranker(model)  # fail fast on a misspelt model name, before any data work
     folder = Path(config["output"]) / config["name"]
@@ -86,8 +88,8 @@ def run_benchmark(
         run_id = f"{model}-seed{seed}"
         run_config = _run_config(config, datamodule, model)
         expected = config_hash(run_config)
-        record = store.finished(run_id, expected)
-        if record and _same_data(record, datamodule):
+        record = None if rerun else store.finished(run_id, expected)
+        if record and _same_run(record, datamodule):
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             skipped.append(run_id)
             continue
@@ -112,10 +114,12 @@ def _run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> di
     }
 
 
-def _same_data(record: dict, datamodule: SearchLogDataModule) -> bool:
+def _same_run(record: dict, datamodule: SearchLogDataModule) -> bool:
+    """Same data, same split and the same code as the record: rerunning would redo it."""
     return (
         record.get("split_hash") == datamodule.split_hash
         and record.get("dataset_fingerprint") == datamodule.fingerprint
+        and record.get("code_hash") == code_hash()
     )
 
 
@@ -148,6 +152,7 @@ def _run_one(
         "config": run_config,
         "config_hash": expected_hash,
         "git": git_commit(),
+        "code_hash": code_hash(),
         "packages": package_versions(),
         "split_hash": datamodule.split_hash,
         "dataset_fingerprint": datamodule.fingerprint,

@@ -15,6 +15,7 @@ from benchmarks.runner import run_benchmark
 from models import REGISTRY, Ranker, register
 
 RECORD_FIELDS = {
+    "code_hash",
     "run_id",
     "model",
     "seed",
@@ -148,6 +149,31 @@ def test_resume_after_a_crash(tmp_path):
         assert outcome.skipped == ["test_flaky-seed0"] and outcome.ran == ["test_flaky-seed1"]
     finally:
         REGISTRY.pop("test_flaky")
+
+
+def test_rerun_flag_retrains(tiny_bench, capsys):
+    _, folder = tiny_bench
+    code = main(
+        [
+            "bench",
+            "--preset",
+            "tiny",
+            "--models",
+            "xgboost",
+            "--seeds",
+            "0",
+            "--out",
+            str(folder.parent),
+            "--wandb",
+            "disabled",
+            "--quiet",
+            "--rerun",
+            "--set",
+            "model_config.xgboost.n_estimators=40",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "skip xgboost-seed0" not in out and "done xgboost-seed0" in out
 
 
 def _readme_baseline() -> str:
