@@ -24,10 +24,10 @@ from benchmarks.evaluation import evaluate_scores, reference_scores
 from benchmarks.plots import plot_summary
 from benchmarks.records import (
     PeakMemory,
-    code_hash,
     RunStore,
     Stopwatch,
     atomic_write_text,
+    code_hash,
     config_hash,
     git_commit,
     package_versions,
