@@ -129,7 +129,10 @@ def _simulate(args, argv) -> int:
         overrides.update(parse_assignment(assignment))
     if args.seed is not None:
         overrides["seed"] = args.seed
-    config = preset(args.preset, **overrides)
+    try:
+        config = preset(args.preset, **overrides)
+    except TypeError as error:
+        raise ValueError(f"simulator settings: {error}") from None
     summary = write_log(config, args.out, progress=True)
     print(f"wrote {args.out}: {summary}")
     return 0

@@ -28,13 +28,39 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file not found: {path}")
-        config = merge(config, yaml.safe_load(path.read_text()) or {}, str(path))
+        config = merge(config, _yaml(path.read_text(), str(path)) or {}, str(path))
     config = merge(config, {k: v for k, v in (overrides or {}).items() if v is not None}, "options")
     for assignment in assignments or []:
         config = merge(config, parse_assignment(assignment), "--set")
     if not config.get("name"):
         config["name"] = default_name(config)
+    _check_types(config)
     return config
+
+
+def _yaml(text: str, source: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"{source}: not valid YAML ({first})") from None
+
+
+def _check_types(config: dict) -> None:
+    """The settings the driver reads directly (the rest go through typed dataclasses)."""
+    if not isinstance(config["models"], list) or not all(
+        isinstance(m, str) for m in config["models"]
+    ):
+        raise ValueError("models must be a list of model names, e.g. [xgboost]")
+    if not isinstance(config["seeds"], list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in config["seeds"]
+    ):
+        raise ValueError("seeds must be a list of integers, e.g. [0, 1, 2]")
+    if not isinstance(config.get("model_config") or {}, dict):
+        raise ValueError("model_config must map model names to their settings")
+    ks = config["metrics"]["ks"]
+    if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k > 0 for k in ks):
+        raise ValueError("metrics.ks must be a list of positive integers, e.g. [1, 3, 5, 10]")
 
 
 def default_name(config: dict) -> str:
@@ -46,15 +72,24 @@ def default_name(config: dict) -> str:
     return config["dataset"]
 
 
+# Sections whose keys the driver reads itself; the others are checked by their dataclasses
+# (data.*) or are open by nature (model_config, simulator).
+CLOSED_SECTIONS = ("metrics", "wandb")
+
+
 def merge(base: dict, update: dict, source: str) -> dict:
-    """Deep-merge ``update`` into a copy of ``base``; unknown top-level keys are an error."""
+    """Deep-merge ``update`` into a copy of ``base``; unknown keys at the top level and in
+    the closed sections are an error."""
+    if not isinstance(update, dict):
+        raise ValueError(f"{source}: expected a mapping of settings")
     unknown = sorted(set(update) - set(base))
     if source and unknown:
         raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}")
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value, "")
+            inner_source = f"{source}: {key}" if source and key in CLOSED_SECTIONS else ""
+            merged[key] = merge(merged[key], value, inner_source)
         else:
             merged[key] = value
     return merged
@@ -70,7 +105,7 @@ def parse_assignment(text: str) -> dict:
     parts = key.strip().split(".")
     for part in parts[:-1]:
         cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = yaml.safe_load(value)
+    cursor[parts[-1]] = _yaml(value, f"--set {key}")
     return nested
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import subprocess
@@ -71,27 +72,36 @@ CODE_PACKAGES = ("benchmarks", "models", "datamodules", "labeling")
 
 
 @functools.cache
-def code_hash() -> str:
-    """A hash of rankbench's own source files: a record made by other code is not reused."""
+def _package_sources_hash() -> str:
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for package in CODE_PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def code_hash(ranker_class: type | None = None) -> str:
+    """A hash of rankbench's own source files and of the file defining ``ranker_class`` (a
+    plugin may live outside rankbench): a record made by other code is not reused."""
+    digest = hashlib.sha256(_package_sources_hash().encode())
+    source = inspect.getsourcefile(ranker_class) if ranker_class is not None else None
+    if source and Path(source).is_file():
+        digest.update(Path(source).read_bytes())
     return digest.hexdigest()[:16]
 
 
 def git_commit(cwd: Path | None = None) -> dict:
     """The commit the code ran at, and whether the work tree had uncommitted changes."""
-    cwd = cwd or Path(__file__).resolve().parent
+    cwd = cwd or Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
             # Code only: regenerated results are not a change to what ran.
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!:/results"],
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -156,6 +166,10 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._start
 
 
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 class RunStore:
     """The folder of one benchmark's run records."""
 
@@ -179,11 +193,14 @@ class RunStore:
             return None
         if record.get("config_hash") != expected_hash or not self.queries_path(run_id).exists():
             return None
+        if record.get("per_query_sha256") != _file_sha256(self.queries_path(run_id)):
+            return None  # the two files are not from the same run (a crash in between)
         return record
 
     def write(self, record: dict, per_query: pl.DataFrame) -> None:
         run_id = record["run_id"]
         atomic_write_parquet(self.queries_path(run_id), per_query)
+        record = {**record, "per_query_sha256": _file_sha256(self.queries_path(run_id))}
         atomic_write_text(self.record_path(run_id), json.dumps(record, indent=2, default=str))
 
     def per_query(self, run_id: str) -> pl.DataFrame:

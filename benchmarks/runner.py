@@ -115,11 +115,12 @@ def _run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> di
 
 
 def _same_run(record: dict, datamodule: SearchLogDataModule) -> bool:
-    """Same data, same split and the same code as the record: rerunning would redo it."""
+    """Same data, split, code and package versions as the record: rerunning would redo it."""
     return (
         record.get("split_hash") == datamodule.split_hash
         and record.get("dataset_fingerprint") == datamodule.fingerprint
-        and record.get("code_hash") == code_hash()
+        and record.get("code_hash") == code_hash(get_ranker(record["model"]))
+        and record.get("packages") == package_versions()
     )
 
 
@@ -152,7 +153,7 @@ def _run_one(
         "config": run_config,
         "config_hash": expected_hash,
         "git": git_commit(),
-        "code_hash": code_hash(),
+        "code_hash": code_hash(type(ranker)),
         "packages": package_versions(),
         "split_hash": datamodule.split_hash,
         "dataset_fingerprint": datamodule.fingerprint,
@@ -170,7 +171,8 @@ def _run_one(
 def _headline(record: dict) -> str:
     for label in ("true_relevance", "relevance"):
         if label in record["metrics"]:
-            return f"NDCG@10 {label} {record['metrics'][label]['ndcg@10']['mean']:.4f}"
+            name = max(record["metrics"][label], key=lambda n: int(n.split("@")[1]))
+            return f"{name.upper()} {label} {record['metrics'][label][name]['mean']:.4f}"
     return ""
 
 
@@ -268,7 +270,7 @@ def _left_out_note(store: RunStore, config: dict) -> str:
     )
     parts = []
     for label, metrics in first["metrics"].items():
-        name = "ndcg@10" if "ndcg@10" in metrics else "mrr"
+        name = next((n for n in metrics if n.startswith("ndcg@")), "mrr")
         if name in metrics and "left_out" in metrics[name]:
             total = metrics[name]["left_out"] + metrics[name]["counted"]
             parts.append(f"{label} {metrics[name]['left_out']} of {total}")

@@ -89,7 +89,7 @@ def build_features(
     shuffle_key = pl.struct("request_id", "position").hash(seed=seed)
     rows = (
         log.impressions.with_columns(labels)
-        .join(assignment, on="request_id", how="left")
+        .join(assignment, on="request_id", how="left", maintain_order="left")
         .sort([pl.col("request_id"), shuffle_key])
     )
     rows = _with_fold(rows, config.oof_folds, seed)
@@ -201,8 +201,12 @@ def out_of_fold_sums(rows: pl.DataFrame, keys: list[str], values: list[str]) -> 
         .join(total, on=keys, how="left", maintain_order="left")
         .join(per_fold, on=[*keys, "_fold"], how="left", suffix="_fold", maintain_order="left")
     )
+    # A training row sees (K-1)/K of the training part, a validation or test row all of it:
+    # scaling the out-of-fold sums by K/(K-1) puts both on the same footing.
+    folds = int(train["_fold"].max()) + 1 if train.height else 1
+    scale = pl.when(pl.col("_fold") >= 0).then(folds / max(folds - 1, 1)).otherwise(1.0)
     return joined.select(
-        (pl.col(c).fill_null(0) - pl.col(f"{c}_fold").fill_null(0)).alias(c) for c in sums
+        ((pl.col(c).fill_null(0) - pl.col(f"{c}_fold").fill_null(0)) * scale).alias(c) for c in sums
     )
 
 
@@ -254,7 +258,7 @@ def _user_history_features(
         name = f"user_{attribute}_affinity"
         new_columns.append(pl.Series(name, affinity))
         features.append(name)
-    if "price" in rows.columns:
+    if "price" in rows.columns and rows.schema["price"].is_numeric():
         new_columns.append(_user_relative_price(rows, user_clicks))
         features.append("user_relative_price")
     return rows.with_columns(new_columns).drop("_user_click", "_all"), features
@@ -323,7 +327,7 @@ def _standardise(rows: pl.DataFrame, numeric: list[str]) -> pl.DataFrame:
     train = rows.filter(pl.col("split") == "train")
     columns = []
     for name in numeric:
-        values = train[name].cast(pl.Float64)
+        values = train[name].cast(pl.Float64).fill_nan(None)  # NaN must not poison the stats
         mean = values.mean() if values.null_count() < len(values) else 0.0
         std = values.std() if values.null_count() < len(values) - 1 else 1.0
         std = std if std and np.isfinite(std) and std > 0 else 1.0

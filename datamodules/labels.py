@@ -2,8 +2,9 @@
 
 ``labels.relevance: derived`` (the default) runs ``labeling.derive_labels`` with the query-
 product similarity of the text encoder. Labels are made the way an annotator would be given
-the data: training rows are labelled from the training part of the log only, validation and
-test rows from the whole log (they are evaluation targets, which no model trains on).
+the data: training rows are labelled from the training part of the log only, validation rows
+from the training and validation parts, and test rows (the evaluation targets, which no model
+trains or stops on) from the whole log.
 ``labels.relevance: behavioural`` is the deepest funnel step reached (0-3), the setting of the
 "without relevance labels" ablation.
 """
@@ -76,11 +77,18 @@ def relevance_labels(
     split = impressions.select("request_id").join(
         assignment, on="request_id", how="left", maintain_order="left"
     )["split"]
-    train = impressions.filter(split == "train")
-    from_train = label_log(train, similarity, config).for_impressions(impressions)
-    from_all = label_log(impressions, similarity, config).for_impressions(impressions)
+    # Each part is labelled from the log up to and including itself: training rows from the
+    # training part, validation rows (which early stopping reads) without the test part, and
+    # test rows, the evaluation targets, from the whole log.
+    seen = {"train": ["train"], "val": ["train", "val"], "test": ["train", "val", "test"]}
+    grades = pl.Series("relevance", [0] * impressions.height, dtype=pl.Int8)
+    for part, visible in seen.items():
+        labelled = label_log(impressions.filter(split.is_in(visible)), similarity, config)
+        grades = pl.select(
+            pl.when(split == part).then(labelled.for_impressions(impressions)).otherwise(grades)
+        ).to_series()
     return pl.Series(
         "relevance",
-        pl.select(pl.when(split == "train").then(from_train).otherwise(from_all)).to_series(),
+        grades,
         dtype=pl.Int8,
     )

@@ -82,4 +82,18 @@ def _read_truth(folder: Path) -> Truth | None:
     examination = _find_table(folder, "truth_examination")
     if relevance is None or examination is None:
         return None
-    return Truth(relevance=read_table(relevance), examination=read_table(examination))
+    truth = Truth(relevance=read_table(relevance), examination=read_table(examination))
+    _check_truth_table(
+        truth.relevance, str(relevance), ("request_id", "product_id"), "true_relevance"
+    )
+    _check_truth_table(truth.examination, str(examination), ("position",), "examination")
+    return truth
+
+
+def _check_truth_table(table: pl.DataFrame, source: str, key: tuple[str, ...], value: str):
+    for column in (*key, value):
+        if column not in table.columns:
+            raise LogValidationError(source, column, "required column is missing", table.height)
+    duplicated = table.select(pl.struct(list(key)).is_duplicated().sum()).item()
+    if duplicated:
+        raise LogValidationError(source, ", ".join(key), "duplicate keys", duplicated)

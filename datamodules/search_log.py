@@ -141,12 +141,15 @@ class SearchLogDataModule(L.LightningDataModule):
 
     @property
     def fingerprint(self) -> str:
-        """A hash of the tables models may see, and of how they were turned into features."""
+        """A hash of the tables (the truth that scores them included), and of how they were
+        turned into features and labels."""
         self._require_setup()
         digest = hashlib.sha256()
         tables = [self._log.products, self._log.impressions]
         if self._log.users is not None:
             tables.append(self._log.users)
+        if self._log.truth is not None:
+            tables += [self._log.truth.relevance, self._log.truth.examination]
         for table in tables:
             digest.update(str(table.schema).encode())
             digest.update(str(table.height).encode())
@@ -212,6 +215,8 @@ class SearchLogDataModule(L.LightningDataModule):
             labels={
                 name: rows[name].cast(pl.Float32).fill_null(np.nan).to_numpy()
                 for name in spec.eval_labels
+                # The truth is for evaluation only: models never see it, not even as labels.
+                if name in spec.tasks or split == "test"
             },
             group=request_ids.rle_id().cast(pl.Int64).to_numpy(),
             request_id=request_ids.to_numpy(),

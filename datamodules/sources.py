@@ -21,7 +21,10 @@ class SimulatorSource:
     def config(self):
         from datamodules.simulator import preset
 
-        return preset(self.preset, **self.overrides)
+        try:
+            return preset(self.preset, **self.overrides)
+        except TypeError as error:
+            raise ValueError(f"simulator settings: {error}") from None
 
     def load(self) -> SearchLog:
         from datamodules.simulator import simulate

@@ -83,6 +83,7 @@ def validate_log(log: SearchLog) -> SearchLog:
 
     Raises :class:`LogValidationError` on the first problem found.
     """
+    _check_reserved_names(log)
     products = _validate_products(log.products, log.source("products"))
     users = _validate_users(log.users, log.source("users")) if log.users is not None else None
     impressions = _validate_impressions(log.impressions, log.source("impressions"))
@@ -91,6 +92,33 @@ def validate_log(log: SearchLog) -> SearchLog:
         known = impressions.filter(pl.col("user_id").is_not_null())
         _check_foreign_key(known, users, "user_id", log.source("impressions"), "users table")
     return SearchLog(products, impressions, users, log.truth, dict(log.sources))
+
+
+RESERVED_COLUMNS = ("split", "relevance", "true_relevance", "examination")
+"""Names rankbench gives columns it derives; a log may not bring its own."""
+
+
+def _check_reserved_names(log: SearchLog) -> None:
+    """No reserved name anywhere, and no attribute that shadows an impressions column (a
+    catalog ``position`` would otherwise become a feature)."""
+    impression_columns = set(log.impressions.columns)
+    tables = {"impressions": log.impressions, "products": log.products}
+    if log.users is not None:
+        tables["users"] = log.users
+    for name, table in tables.items():
+        for column in table.columns:
+            if column in RESERVED_COLUMNS or column.startswith("_"):
+                raise LogValidationError(
+                    log.source(name), column, "reserved column name; rename it", table.height
+                )
+            shadows = name != "impressions" and column in impression_columns
+            if shadows and column not in ("product_id", "user_id"):
+                raise LogValidationError(
+                    log.source(name),
+                    column,
+                    "also an impressions column; rename one of them",
+                    table.height,
+                )
 
 
 def _validate_products(df: pl.DataFrame, source: str) -> pl.DataFrame:

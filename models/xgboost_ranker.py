@@ -32,6 +32,10 @@ class XGBoostRanker(Ranker):
         train, val = datamodule.arrays("train"), datamodule.arrays("val")
         config = dict(self.config)
         target = config.pop("target")
+        if target not in spec.tasks:
+            raise ValueError(
+                f"xgboost: target {target!r} is not a training task; tasks: {', '.join(spec.tasks)}"
+            )
         n_jobs = config.pop("n_jobs") or os.cpu_count()
         self.model = xgb.XGBRanker(
             objective="rank:ndcg",

@@ -209,6 +209,32 @@ def test_the_readme_baseline_runs_through_the_driver(tmp_path, capsys):
         )
         assert exit_code == 0
         assert "| ridge |" in (tmp_path / "simulator-tiny" / "summary.md").read_text()
+        # Editing the plugin makes its records stale: the next run retrains it.
+        plugin.write_text(code + "\n# tuned\n")
+        REGISTRY.pop("ridge")
+        capsys.readouterr()
+        assert (
+            main(
+                [
+                    "bench",
+                    "--preset",
+                    "tiny",
+                    "--models",
+                    "ridge",
+                    "--seeds",
+                    "0",
+                    "--import",
+                    str(plugin),
+                    "--out",
+                    str(tmp_path),
+                    "--wandb",
+                    "disabled",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+        assert "done ridge-seed0" in capsys.readouterr().out
     finally:
         REGISTRY.pop("ridge", None)
 
@@ -242,3 +268,31 @@ def test_bad_log_folder_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "impressions.csv: column 'product_id'" in err and "catalog" in err
     assert not list((tmp_path / "out").rglob("*.json"))  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "seeds=0"], "seeds must be a list of integers"),
+        (["--set", "metrics.alhpa=0.5"], "unknown setting(s) alhpa"),
+        (["--set", "simulator.positon_bias=2"], "simulator settings"),
+        (["--set", "model_config.xgboost.target=true_relevance"], "not a training task"),
+        (["--set", "data.split.by=[oops"], "not valid YAML"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
+    code = main(
+        [
+            "bench",
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path),
+            "--wandb",
+            "disabled",
+            "--quiet",
+            *args,
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1

@@ -97,9 +97,10 @@ def test_out_of_fold_sums_leave_out_the_rows_own_fold():
         }
     )
     sums = out_of_fold_sums(rows, ["key"], ["click"])
-    # Train rows see only the other fold's rows; the test row sees all training rows of its key.
-    assert sums["n"].to_list() == [1, 1, 2, 3, 0]
-    assert sums["click"].to_list() == [1, 1, 1, 2, 0]
+    # Train rows see only the other fold's rows, scaled by K/(K-1) = 2 to stand for the whole
+    # training part; the test row sees all training rows of its key.
+    assert sums["n"].to_list() == [2, 2, 4, 3, 0]
+    assert sums["click"].to_list() == [2, 2, 2, 2, 0]
 
 
 def test_behavioural_relevance_label(log):
@@ -123,12 +124,30 @@ def test_derived_training_labels_come_from_the_training_part_only(log, datamodul
         .alias("click")
     )
     other = _datamodule(SearchLog(log.products, flipped, log.users, log.truth))
-    np.testing.assert_array_equal(
-        other.arrays("train").labels["relevance"], datamodule.arrays("train").labels["relevance"]
-    )
+    for split in ("train", "val"):  # early stopping reads val: no test clicks there either
+        np.testing.assert_array_equal(
+            other.arrays(split).labels["relevance"], datamodule.arrays(split).labels["relevance"]
+        )
     assert not np.array_equal(
         other.arrays("test").labels["relevance"], datamodule.arrays("test").labels["relevance"]
     )
+
+
+def test_the_truth_is_a_test_label_only(datamodule):
+    assert "true_relevance" in datamodule.arrays("test").labels
+    for split in ("train", "val"):
+        assert "true_relevance" not in datamodule.arrays(split).labels
+    batch = next(iter(datamodule.train_dataloader()))
+    assert "true_relevance" not in batch.labels
+
+
+def test_a_nan_in_the_catalog_does_not_blank_a_feature(log):
+    prices = log.products["price"].to_numpy().copy()
+    prices[0] = np.nan
+    products = log.products.with_columns(price=pl.Series(prices))
+    other = _datamodule(SearchLog(products, log.impressions, log.users, log.truth))
+    column = other.spec.numeric.index("price")
+    assert np.std(other.arrays("train").numeric[:, column]) > 0.5
 
 
 def test_the_frozen_encoders_similarity_is_a_feature(datamodule):

@@ -153,3 +153,28 @@ def test_a_valid_folder_round_trips(tmp_path):
     loaded = read_log_dir(tmp_path)
     assert loaded.impressions.height == log.impressions.height
     assert loaded.source("impressions").endswith("impressions.parquet")
+
+
+@pytest.mark.parametrize("column", ["split", "relevance", "true_relevance", "_fold"])
+def test_reserved_column_names(handmade_log, column):
+    bad = handmade_log.impressions.with_columns(pl.lit(1).alias(column))
+    error = _error(_with_impressions(handmade_log, bad))
+    assert error.column == column and "reserved" in str(error)
+
+
+def test_a_catalog_column_may_not_shadow_an_impressions_column(handmade_log):
+    products = handmade_log.products.with_columns(position=pl.lit(1))
+    error = _error(SearchLog(products, handmade_log.impressions, handmade_log.users))
+    assert error.column == "position" and "also an impressions column" in str(error)
+
+
+def test_truth_files_are_validated(tmp_path):
+    log = make_handmade_log()
+    log.products.write_csv(tmp_path / "products.csv")
+    log.impressions.write_parquet(tmp_path / "impressions.parquet")
+    log.truth.relevance.drop("true_relevance").write_parquet(tmp_path / "truth_relevance.parquet")
+    log.truth.examination.write_parquet(tmp_path / "truth_examination.parquet")
+    with pytest.raises(
+        LogValidationError, match="truth_relevance.parquet: column 'true_relevance'"
+    ):
+        read_log_dir(tmp_path)

@@ -22,3 +22,8 @@ def test_click_only_logs_have_two_grades():
 def test_needs_clicks():
     with pytest.raises(ValueError, match="click"):
         behavioural_grade(pl.DataFrame({"purchase": [0, 1]}))
+
+
+def test_a_purchase_is_grade_3_even_without_carts_in_the_log():
+    impressions = pl.DataFrame({"click": [0, 1, 1], "purchase": [0, 0, 1]})
+    assert behavioural_grade(impressions).to_list() == [0, 1, 3]

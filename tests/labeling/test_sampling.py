@@ -50,6 +50,8 @@ def test_disabled_keeps_everything_and_same_seed_same_sample(impressions):
     assert sample_mask(impressions, SamplingConfig()).all()
     config = SamplingConfig(enabled=True, click=0.5, nothing=0.5, seed=3)
     assert sample_mask(impressions, config).equals(sample_mask(impressions, config))
+    other_seed = SamplingConfig(enabled=True, click=0.5, nothing=0.5, seed=4)
+    assert not sample_mask(impressions, config).equals(sample_mask(impressions, other_seed))
 
 
 def test_bad_rates():
