@@ -93,7 +93,7 @@ def run_benchmark(
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             skipped.append(run_id)
             continue
-        record = _run_one(datamodule, model, seed, run_config, expected, config, store)
+        record = _run_one(datamodule, model, seed, run_config, expected, config, store, progress)
         tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
         wandb.log_run(record)
         ran.append(run_id)
@@ -132,9 +132,12 @@ def _run_one(
     expected_hash: str,
     config: dict,
     store: RunStore,
+    progress: bool = True,
 ) -> dict:
     L.seed_everything(seed, verbose=False)
     ranker = create_ranker(model, config["model_config"].get(model, {}), seed)
+    if hasattr(ranker, "progress"):
+        ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
     with PeakMemory() as memory, Stopwatch() as fit_time:
         ranker.fit(datamodule)
     with Stopwatch() as predict_time:

@@ -54,6 +54,8 @@ class WandbLogger:
                 **record["config"],
             },
         )
+        for epoch in record.get("training", {}).get("history", []):
+            run.log(epoch)  # the validation curve of neural rankers
         run.summary.update(flatten_metrics(record["metrics"]))
         run.summary.update(
             {

@@ -1,0 +1,248 @@
+"""One training setup for every neural ranker.
+
+A neural ranker is a :class:`RankingNet` (a ``LightningModule`` whose ``forward(batch)``
+returns a dict of task logits, each ``[groups, list]``) wrapped by a :class:`NeuralRanker`
+that fits it with one shared ``Trainer`` setup:
+
+- **loss** per task, weighted by ``task_weights``: listwise softmax cross-entropy over each
+  query group by default (the target distribution is proportional to the gain ``2^rel - 1``
+  for graded labels and to the label for binary ones; groups without a positive are skipped),
+  or ``loss: pointwise`` (binary cross-entropy, graded labels scaled to [0, 1]);
+- **AdamW**, with ``lr`` and ``weight_decay``;
+- **early stopping and checkpointing on validation NDCG@10** of the ranking score (the
+  ``score_task`` head), restoring the best epoch's weights;
+- **determinism** under the seed (``seed_everything``, deterministic algorithms);
+- progress bars, and the validation curve in ``training_summary["history"]`` (the driver
+  logs it to W&B).
+
+Validation NDCG@10 is computed per batch in torch for early stopping only (continuous
+scores, ties broken by order); every reported metric comes from ``benchmarks/metrics.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from datamodules.batches import RankingBatch
+from datamodules.features import FeatureSpec
+from models.base import Ranker
+
+GRADED_TASKS = ("relevance",)
+MAX_GRADE = 4.0
+
+# Shared training settings; a model adds its own in its default_config.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,
+    "weight_decay": 1e-5,
+    "max_epochs": 20,
+    "patience": 3,
+    "loss": "listwise",  # listwise | pointwise
+    "task_weights": {"relevance": 1.0},
+    "score_task": "relevance",
+}
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def listwise_softmax_loss(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, graded: bool
+) -> torch.Tensor:
+    """Softmax cross-entropy between each group's scores and its normalised gains."""
+    gains = torch.pow(2.0, labels) - 1.0 if graded else labels
+    gains = torch.where(mask, gains.clamp(min=0.0), torch.zeros_like(gains))
+    totals = gains.sum(dim=1, keepdim=True)
+    has_positive = totals.squeeze(1) > 0
+    if not has_positive.any():
+        return logits.sum() * 0.0
+    target = gains / totals.clamp(min=1e-12)
+    log_probs = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=1)
+    per_group = -(target * torch.where(mask, log_probs, torch.zeros_like(log_probs))).sum(dim=1)
+    return per_group[has_positive].mean()
+
+
+def pointwise_loss(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, graded: bool
+) -> torch.Tensor:
+    target = (labels / MAX_GRADE).clamp(0.0, 1.0) if graded else labels
+    losses = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return losses[mask].mean()
+
+
+LOSSES = {"listwise": listwise_softmax_loss, "pointwise": pointwise_loss}
+
+
+def batch_ndcg(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, k: int = 10):
+    """Sum of NDCG@k over the batch's groups with a positive label, and their count."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    gains = torch.where(mask, torch.pow(2.0, labels) - 1.0, torch.zeros_like(labels))
+    top = min(k, scores.shape[1])
+    discounts = 1.0 / torch.log2(torch.arange(2, top + 2, dtype=scores.dtype))
+    order = torch.argsort(scores, dim=1, descending=True)[:, :top]
+    dcg = (torch.gather(gains, 1, order) * discounts).sum(dim=1)
+    ideal = (torch.sort(gains, dim=1, descending=True).values[:, :top] * discounts).sum(dim=1)
+    counted = ideal > 0
+    return (dcg[counted] / ideal[counted]).sum(), int(counted.sum())
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+class TabularInput(nn.Module):
+    """Numeric features as they are, plus one embedding per categorical feature, concatenated:
+    ``[groups, list, n_numeric + n_categorical * d_embedding]``."""
+
+    def __init__(self, spec: FeatureSpec, d_embedding: int):
+        super().__init__()
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(cardinality, d_embedding) for cardinality in spec.cardinalities
+        )
+        self.n_out = spec.n_numeric + len(spec.cardinalities) * d_embedding
+
+    def forward(self, batch: RankingBatch) -> torch.Tensor:
+        parts = [batch.numeric]
+        parts += [emb(batch.categorical[..., i]) for i, emb in enumerate(self.embeddings)]
+        return torch.cat(parts, dim=-1)
+
+
+def mlp(d_in: int, hidden: list[int], dropout: float) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(d_in, width), nn.ReLU(), nn.Dropout(dropout)]
+        d_in = width
+    return nn.Sequential(*layers), d_in
+
+
+# --------------------------------------------------------------------------- the module
+
+
+class RankingNet(L.LightningModule):
+    """Base LightningModule: subclasses build layers and implement ``forward``."""
+
+    def __init__(self, spec: FeatureSpec, config: dict[str, Any]):
+        super().__init__()
+        self.spec, self.config = spec, config
+        weights = config["task_weights"]
+        unknown = sorted(set(weights) - set(spec.tasks))
+        if unknown:
+            raise ValueError(
+                f"task_weights name task(s) this dataset lacks: {', '.join(unknown)}; "
+                f"tasks: {', '.join(spec.tasks)}"
+            )
+        if config["loss"] not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {config['loss']!r}")
+        self.task_weights = {t: float(w) for t, w in weights.items() if w}
+        self._val_sum, self._val_count = 0.0, 0
+
+    def forward(self, batch: RankingBatch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def ranking_score(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return outputs[self.config["score_task"]]
+
+    def training_step(self, batch: RankingBatch, batch_index: int) -> torch.Tensor:
+        outputs = self(batch)
+        loss_fn = LOSSES[self.config["loss"]]
+        loss = sum(
+            weight * loss_fn(outputs[task], batch.labels[task], batch.mask, task in GRADED_TASKS)
+            for task, weight in self.task_weights.items()
+        )
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch.mask.shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum, self._val_count = 0.0, 0
+
+    def validation_step(self, batch: RankingBatch, batch_index: int) -> None:
+        scores = self.ranking_score(self(batch))
+        total, count = batch_ndcg(scores, batch.labels["relevance"], batch.mask)
+        self._val_sum += float(total)
+        self._val_count += count
+
+    def on_validation_epoch_end(self) -> None:
+        value = self._val_sum / max(self._val_count, 1)
+        self.log("val_ndcg@10", value, prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"]
+        )
+
+
+class _History(L.Callback):
+    def __init__(self):
+        self.epochs: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        # Validation has run by now, so its metric is in callback_metrics.
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+
+
+class NeuralRanker(Ranker):
+    """Fits ``module_class`` with the shared Trainer setup and scores with its ranking head."""
+
+    module_class: ClassVar[type[RankingNet]]
+    default_config: ClassVar[dict[str, Any]] = TRAINING_DEFAULTS
+    progress: bool = True  # the driver turns progress bars off with --quiet
+
+    def fit(self, datamodule) -> None:
+        # Lightning's start-up chatter (accelerators, tips) is noise in a benchmark's output.
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        L.seed_everything(self.seed, verbose=False)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.module = self.module_class(datamodule.spec, self.config)
+        history = _History()
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=folder, monitor="val_ndcg@10", mode="max", save_top_k=1
+            )
+            stopping = L.pytorch.callbacks.EarlyStopping(
+                monitor="val_ndcg@10", mode="max", patience=self.config["patience"]
+            )
+            trainer = L.Trainer(
+                max_epochs=self.config["max_epochs"],
+                callbacks=[checkpoint, stopping, history],
+                accelerator="cpu",
+                deterministic=True,
+                logger=False,
+                enable_progress_bar=self.progress,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+            )
+            trainer.fit(self.module, datamodule=datamodule)
+            best = torch.load(checkpoint.best_model_path, weights_only=False)
+            self.module.load_state_dict(best["state_dict"])
+        self.training_summary = {
+            "epochs": trainer.current_epoch,
+            "best_val_ndcg@10": float(checkpoint.best_model_score),
+            "history": history.epochs,
+        }
+
+    @torch.inference_mode()
+    def _outputs(self, datamodule, split: str) -> dict[str, np.ndarray]:
+        """Every head's logits and the ranking score (``"_score"``), per row of ``split``."""
+        self.module.eval()
+        n_rows = datamodule.arrays(split).n_rows
+        outputs: dict[str, np.ndarray] = {}
+        for batch in datamodule.loader(split):
+            heads = self.module(batch)
+            heads = {"_score": self.module.ranking_score(heads), **heads}
+            rows = batch.rows[batch.mask].numpy()
+            for name, logits in heads.items():
+                target = outputs.setdefault(name, np.zeros(n_rows, dtype=np.float64))
+                target[rows] = logits[batch.mask].double().numpy()
+        return outputs
+
+    def predict_tasks(self, datamodule, split: str) -> dict[str, np.ndarray]:
+        return {k: v for k, v in self._outputs(datamodule, split).items() if k != "_score"}
+
+    def predict(self, datamodule, split: str) -> np.ndarray:
+        return self._outputs(datamodule, split)["_score"]
