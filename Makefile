@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
 PRESET  ?= default
-MODELS  ?= xgboost
+MODELS  ?= xgboost tabnet ft_transformer dcn_v2 mmoe
 SEEDS   ?= 0 1 2
 BENCH_ARGS ?=
 

@@ -1,6 +1,12 @@
 """Rankers behind one contract (``models.base``); importing this registers the built-ins."""
 
-from models import xgboost_ranker  # noqa: F401  (registers "xgboost")
+from models import (  # noqa: F401  (importing a model module registers its ranker)
+    dcn_v2,
+    ft_transformer,
+    mmoe,
+    tabnet_ranker,
+    xgboost_ranker,
+)
 from models.base import REGISTRY, Ranker, create_ranker, get_ranker, register
 
 __all__ = ["REGISTRY", "Ranker", "create_ranker", "get_ranker", "register"]

@@ -1,0 +1,114 @@
+"""The TabNet ranker through the model contract, on tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.metrics import ndcg
+from datamodules import SearchLogDataModule
+from datamodules.sources import SimulatorSource
+from models import create_ranker
+from models.tabnet_ranker import group_ndcg_at_k
+
+# Small batches so that a few epochs on the tiny preset make a few dozen steps.
+CONFIG = {"max_epochs": 10, "batch_size": 256, "virtual_batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def datamodule() -> SearchLogDataModule:
+    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
+    datamodule.setup()
+    return datamodule
+
+
+@pytest.fixture(scope="module")
+def fitted(datamodule):
+    ranker = create_ranker("tabnet", CONFIG, seed=0)
+    ranker.fit(datamodule)
+    return ranker
+
+
+def test_predict_gives_one_finite_score_per_row(datamodule, fitted):
+    for split in ("val", "test"):
+        scores = fitted.predict(datamodule, split)
+        assert scores.shape == (datamodule.arrays(split).n_rows,)
+        assert scores.dtype == np.float64
+        assert np.isfinite(scores).all()
+    assert set(fitted.predict_tasks(datamodule, "test")) == {"relevance"}
+    summary = fitted.training_summary
+    assert 0 <= summary["best_epoch"] < summary["epochs_run"] <= CONFIG["max_epochs"]
+    assert 0.0 <= summary["best_val_ndcg@10"] <= 1.0
+
+
+def test_best_weights_are_kept(datamodule, fitted):
+    # The reported best validation NDCG@10 is the one the returned model scores.
+    val = datamodule.arrays("val")
+    scores = fitted.predict(datamodule, "val")
+    again = ndcg(val.labels["relevance"], scores, val.group, k=10).mean
+    assert again == pytest.approx(fitted.training_summary["best_val_ndcg@10"], abs=1e-9)
+
+
+def test_same_seed_same_scores(datamodule, fitted):
+    again = create_ranker("tabnet", CONFIG, seed=0)
+    again.fit(datamodule)
+    np.testing.assert_array_equal(
+        again.predict(datamodule, "test"), fitted.predict(datamodule, "test")
+    )
+    assert again.training_summary == fitted.training_summary
+
+
+def test_better_than_random_on_true_relevance(datamodule, fitted):
+    test = datamodule.arrays("test")
+    truth = test.labels["true_relevance"]
+    model = ndcg(truth, fitted.predict(datamodule, "test"), test.group, k=10).mean
+    random = ndcg(truth, np.zeros(test.n_rows), test.group, k=10).mean
+    assert model > random + 0.01
+
+
+def test_other_target_trains(datamodule):
+    ranker = create_ranker("tabnet", {**CONFIG, "target": "click", "max_epochs": 2}, seed=0)
+    ranker.fit(datamodule)
+    assert np.isfinite(ranker.predict(datamodule, "test")).all()
+
+
+def test_unknown_target_is_refused(datamodule):
+    ranker = create_ranker("tabnet", {"target": "true_relevance"}, seed=0)
+    with pytest.raises(ValueError, match="target 'true_relevance' is not a training task"):
+        ranker.fit(datamodule)
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ValueError, match="unknown setting"):
+        create_ranker("tabnet", {"learning_rat": 0.1})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ndcg_metric_matches_benchmarks(seed):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 25, size=200)
+    group = np.repeat(np.arange(sizes.size), sizes)
+    labels = rng.integers(0, 5, size=group.size).astype(np.float32)
+    labels[group % 7 == 0] = 0  # some queries without a positive label are left out
+    scores = rng.permutation(group.size).astype(np.float64)  # tie-free
+    expected = ndcg(labels, scores, group, k=10).mean
+    assert group_ndcg_at_k(labels, scores, group, k=10) == pytest.approx(expected, abs=1e-12)
+    # As pytorch-tabnet passes them: column vectors.
+    assert group_ndcg_at_k(
+        labels.reshape(-1, 1), scores.reshape(-1, 1), group, k=10
+    ) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ndcg_metric_edge_cases():
+    group = np.array([0, 0, 1, 1])
+    # Perfect order, and a query with no positive label left out of the mean.
+    assert group_ndcg_at_k([2, 0, 0, 0], [1.0, 0.0, 5.0, 4.0], group) == pytest.approx(1.0)
+    # Worst order within the first query: DCG = 3 / log2(3) over ideal 3.
+    assert group_ndcg_at_k([0, 2, 0, 0], [1.0, 0.0, 5.0, 4.0], group) == pytest.approx(
+        1 / np.log2(3)
+    )
+    # Only the top k count.
+    labels = np.zeros(12)
+    labels[-1] = 1
+    assert group_ndcg_at_k(labels, -np.arange(12.0), np.zeros(12, dtype=int), k=10) == 0.0
+    assert group_ndcg_at_k([0, 0], [1.0, 2.0], [0, 0]) == 0.0
