@@ -101,7 +101,15 @@ def git_commit(cwd: Path | None = None) -> dict:
         ).stdout.strip()
         status = subprocess.run(
             # Code only: regenerated results are not a change to what ran.
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!:/results"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":(top)",
+                ":(top,exclude)results",
+            ],
             cwd=cwd,
             capture_output=True,
             text=True,

@@ -296,3 +296,12 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_records_name_the_commit_they_ran_at():
+    from benchmarks.records import git_commit
+
+    info = git_commit()
+    if info["commit"] is None:
+        pytest.skip("not a git checkout")
+    assert len(info["commit"]) == 40 and isinstance(info["dirty"], bool)
