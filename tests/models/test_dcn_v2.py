@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics import ndcg
-from datamodules import SearchLogDataModule
-from datamodules.sources import SimulatorSource
 from models import create_ranker
 from models.dcn_v2 import CrossLayerV2, CrossNetworkV2, DCNV2Net, DCNV2Ranker
+from tests.models.conftest import margin_over_random
 
 CONFIG = {"max_epochs": 4}
 
@@ -86,13 +84,6 @@ def test_bad_settings_are_refused():
 # --------------------------------------------------------------------------- the ranker
 
 
-@pytest.fixture(scope="module")
-def datamodule() -> SearchLogDataModule:
-    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
-    datamodule.setup()
-    return datamodule
-
-
 def fit(datamodule, config=CONFIG, seed=0):
     ranker = create_ranker("dcn_v2", config, seed=seed)
     ranker.progress = False
@@ -128,11 +119,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    test = datamodule.arrays("test")
-    truth = test.labels["true_relevance"]
-    model = ndcg(truth, fitted.predict(datamodule, "test"), test.group, k=10).mean
-    constant = ndcg(truth, np.zeros(test.n_rows), test.group, k=10).mean
-    assert model > constant + 0.01
+    assert margin_over_random(datamodule, fitted) > 0.01
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics import ndcg
-from datamodules import SearchLogDataModule
 from datamodules.batches import QueryGroupDataset, collate_groups
-from datamodules.sources import SimulatorSource
 from models.base import create_ranker
 from models.ft_transformer import FTTransformerNet, FTTransformerRanker
+from tests.models.conftest import margin_over_random
 
 # The default (paper) lr of 1e-4 learns the tiny preset within a few epochs.
 CONFIG = {"max_epochs": 4}
@@ -36,13 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def datamodule() -> SearchLogDataModule:
-    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
-    datamodule.setup()
-    return datamodule
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +62,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    test = datamodule.arrays("test")
-    truth = test.labels["true_relevance"]
-    model = ndcg(truth, fitted.predict(datamodule, "test"), test.group, k=10).mean
-    random = ndcg(truth, np.zeros(test.n_rows), test.group, k=10).mean
-    assert model > random + 0.01
+    assert margin_over_random(datamodule, fitted) > 0.01
 
 
 def test_one_output_per_task(datamodule):

@@ -8,21 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics import ndcg
-from datamodules import SearchLogDataModule
-from datamodules.sources import SimulatorSource
 from models import create_ranker
 from models.mmoe import MMoENet, MMoERanker
+from tests.models.conftest import margin_over_random
 
 CONFIG = {"max_epochs": 4}
 DEFAULTS = MMoERanker.default_config
-
-
-@pytest.fixture(scope="module")
-def datamodule() -> SearchLogDataModule:
-    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
-    datamodule.setup()
-    return datamodule
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +120,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    test = datamodule.arrays("test")
-    truth = test.labels["true_relevance"]
-    model = ndcg(truth, fitted.predict(datamodule, "test"), test.group, k=10).mean
-    constant = ndcg(truth, np.zeros(test.n_rows), test.group, k=10).mean
-    assert model > constant + 0.01
+    assert margin_over_random(datamodule, fitted) > 0.01
 
 
 def test_fitted_score_mix_predicts_the_mix(datamodule):

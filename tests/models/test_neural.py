@@ -8,8 +8,6 @@ import torch
 from torch import nn
 
 from benchmarks.metrics import ndcg
-from datamodules import SearchLogDataModule
-from datamodules.sources import SimulatorSource
 from models.neural import (
     TRAINING_DEFAULTS,
     NeuralRanker,
@@ -36,13 +34,6 @@ class _Net(RankingNet):
 class _Ranker(NeuralRanker):
     module_class = _Net
     default_config = {**TRAINING_DEFAULTS, "max_epochs": 4}
-
-
-@pytest.fixture(scope="module")
-def datamodule():
-    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
-    datamodule.setup()
-    return datamodule
 
 
 def _fit(datamodule, **config) -> _Ranker:

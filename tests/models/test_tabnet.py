@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 
 from benchmarks.metrics import ndcg
-from datamodules import SearchLogDataModule
-from datamodules.sources import SimulatorSource
 from models import create_ranker
 from models.tabnet_ranker import group_ndcg_at_k
+from tests.models.conftest import margin_over_random
 
 # Small batches so that a few epochs on the tiny preset make a few dozen steps.
 CONFIG = {"max_epochs": 10, "batch_size": 256, "virtual_batch_size": 64}
-
-
-@pytest.fixture(scope="module")
-def datamodule() -> SearchLogDataModule:
-    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
-    datamodule.setup()
-    return datamodule
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +51,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    test = datamodule.arrays("test")
-    truth = test.labels["true_relevance"]
-    model = ndcg(truth, fitted.predict(datamodule, "test"), test.group, k=10).mean
-    random = ndcg(truth, np.zeros(test.n_rows), test.group, k=10).mean
-    assert model > random + 0.01
+    assert margin_over_random(datamodule, fitted) > 0.01
 
 
 def test_other_target_trains(datamodule):

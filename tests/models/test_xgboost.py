@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.metrics import ndcg
-from datamodules import SearchLogDataModule
-from datamodules.sources import SimulatorSource
 from models import create_ranker
-
-
-@pytest.fixture(scope="module")
-def datamodule() -> SearchLogDataModule:
-    datamodule = SearchLogDataModule(SimulatorSource("tiny"))
-    datamodule.setup()
-    return datamodule
+from tests.models.conftest import margin_over_random
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +34,4 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    test = datamodule.arrays("test")
-    truth = test.labels["true_relevance"]
-    model = ndcg(truth, fitted.predict(datamodule, "test"), test.group, k=10).mean
-    random = ndcg(truth, np.zeros(test.n_rows), test.group, k=10).mean
-    assert model > random + 0.02
+    assert margin_over_random(datamodule, fitted) > 0.02
