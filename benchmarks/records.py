@@ -7,7 +7,7 @@ metrics. The JSON is written last: its presence means the run finished.
 
 from __future__ import annotations
 
-import functools
+import ast
 import hashlib
 import inspect
 import json
@@ -69,26 +69,65 @@ def atomic_write_parquet(path: Path, table: pl.DataFrame) -> None:
 
 
 CODE_PACKAGES = ("benchmarks", "models", "datamodules", "labeling")
+# What scores a run's predictions; with the ranker's own code, what a record depends on.
+SCORING_MODULES = ("benchmarks.evaluation",)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@functools.cache
-def _package_sources_hash() -> str:
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+def _module_file(name: str) -> Path | None:
+    """The source file of a rankbench module named ``name`` (None for anything else)."""
+    if name.split(".")[0] not in CODE_PACKAGES:
+        return None
+    path = ROOT.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Modules a file imports (``import a.b``, ``from a.b import c``: ``a.b`` and ``a.b.c``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def source_closure(paths: list[Path]) -> list[Path]:
+    """``paths`` and every rankbench source file they import, directly or not."""
+    seen: set[Path] = set()
+    pending = [p.resolve() for p in paths]
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_modules(path):
+            found = _module_file(name)
+            if found is not None and found not in seen:
+                pending.append(found)
+    return sorted(seen)
 
 
 def code_hash(ranker_class: type | None = None) -> str:
-    """A hash of rankbench's own source files and of the file defining ``ranker_class`` (a
-    plugin may live outside rankbench): a record made by other code is not reused."""
-    digest = hashlib.sha256(_package_sources_hash().encode())
+    """A hash of the code a run's record depends on: the file defining ``ranker_class`` (a
+    plugin may live outside rankbench), the scoring code, and every rankbench file they
+    import, directly or not. A change anywhere else (a loader the run did not use, the
+    reporting, the command line) leaves finished runs valid; the data a model trained on is
+    checked separately, by the DataModule's fingerprint of its arrays."""
+    roots = [_module_file(name) for name in SCORING_MODULES]
     source = inspect.getsourcefile(ranker_class) if ranker_class is not None else None
     if source and Path(source).is_file():
-        digest.update(Path(source).read_bytes())
+        roots.append(Path(source))
+    digest = hashlib.sha256()
+    for path in source_closure([p for p in roots if p is not None]):
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+        digest.update(str(name).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -60,6 +60,7 @@ class SearchLogDataModule(L.LightningDataModule):
         self._built: BuiltFeatures | None = None
         self._arrays: dict[str, SplitArrays] = {}
         self._log: SearchLog | None = None
+        self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -141,10 +142,27 @@ class SearchLogDataModule(L.LightningDataModule):
 
     @property
     def fingerprint(self) -> str:
-        """A hash of the tables (the truth that scores them included), and of how they were
-        turned into features and labels."""
+        """A hash of the tables (the truth that scores them included), of the settings that
+        turned them into features and labels, and of the result: every split's arrays and the
+        texts their ids point to. Two DataModules with the same fingerprint feed a model
+        exactly the same data, whatever code built it."""
         self._require_setup()
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
         digest = hashlib.sha256()
+        for split in SPLITS:
+            arrays = self._arrays[split]
+            for name in ("numeric", "categorical", "text_ids", "group", "position"):
+                digest.update(np.ascontiguousarray(getattr(arrays, name)).tobytes())
+            digest.update(np.asarray(arrays.request_id).astype(str).astype(bytes).tobytes())
+            for name, values in sorted(arrays.labels.items()):
+                digest.update(name.encode() + np.ascontiguousarray(values).tobytes())
+        for text in self._built.texts:
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+        digest.update(repr(self._built.spec).encode())
         tables = [self._log.products, self._log.impressions]
         if self._log.users is not None:
             tables.append(self._log.users)

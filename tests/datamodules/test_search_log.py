@@ -200,3 +200,14 @@ def test_arrays_before_setup_and_unknown_split():
     datamodule.setup()
     with pytest.raises(ValueError, match="unknown split"):
         datamodule.arrays("holdout")
+
+
+def test_fingerprint_covers_the_arrays_models_read(log):
+    first = SearchLogDataModule(HandmadeSource(log))
+    first.setup()
+    second = SearchLogDataModule(HandmadeSource(log))
+    second.setup()
+    assert first.fingerprint == second.fingerprint
+    second._fingerprint = None
+    second.arrays("train").numeric[0, 0] += 1.0  # the same tables, different features
+    assert first.fingerprint != second.fingerprint
