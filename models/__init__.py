@@ -4,6 +4,7 @@ from models import (  # noqa: F401  (importing a model module registers its rank
     dcn_v2,
     ft_transformer,
     mmoe,
+    mtl_tinybert,
     tabnet_ranker,
     xgboost_ranker,
 )

@@ -29,7 +29,38 @@ from models.base import register
 from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet, TabularInput, mlp
 
 
-def _present(weights: dict[str, float] | None, spec: FeatureSpec) -> dict[str, float] | None:
+class MMoEHeads(nn.Module):
+    """Shared experts, one softmax gate and one tower per task, over any input vector."""
+
+    def __init__(self, d_in: int, tasks, config: dict[str, Any]):
+        super().__init__()
+        experts, d_expert = [], d_in
+        for _ in range(config["n_experts"]):
+            expert, d_expert = mlp(d_in, list(config["expert_layers"]), 0.0)
+            experts.append(expert)
+        self.experts = nn.ModuleList(experts)
+        self.tasks = tuple(tasks)
+        self.gates = nn.ModuleDict({t: nn.Linear(d_in, config["n_experts"]) for t in self.tasks})
+        towers = {}
+        for task in self.tasks:
+            body, d_tower = mlp(d_expert, list(config["tower_layers"]), config["dropout"])
+            towers[task] = nn.Sequential(body, nn.Linear(d_tower, 1))
+        self.towers = nn.ModuleDict(towers)
+
+    def gate_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each task's mixture over the experts, ``[..., n_experts]``."""
+        return {task: torch.softmax(gate(x), dim=-1) for task, gate in self.gates.items()}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        experts = torch.stack([expert(x) for expert in self.experts], dim=-2)  # [..., E, d]
+        outputs = {}
+        for task, weights in self.gate_weights(x).items():
+            mixed = (weights.unsqueeze(-1) * experts).sum(dim=-2)
+            outputs[task] = self.towers[task](mixed).squeeze(-1)
+        return outputs
+
+
+def present_tasks(weights: dict[str, float] | None, spec: FeatureSpec) -> dict[str, float] | None:
     """Drop optional behaviours (add_to_cart, purchase, ...) the dataset does not log.
 
     Other unknown names are kept, so that a typo still fails loudly downstream.
@@ -43,8 +74,8 @@ class MMoENet(RankingNet):
     def __init__(self, spec: FeatureSpec, config: dict[str, Any]):
         config = {
             **config,
-            "task_weights": _present(config["task_weights"], spec),
-            "score_mix": _present(config["score_mix"], spec),
+            "task_weights": present_tasks(config["task_weights"], spec),
+            "score_mix": present_tasks(config["score_mix"], spec),
         }
         super().__init__(spec, config)
         mix = config["score_mix"]
@@ -58,35 +89,14 @@ class MMoENet(RankingNet):
         if mix is not None and not mix:
             raise ValueError("score_mix names none of this dataset's tasks")
         self.input = TabularInput(spec, config["d_embedding"])
-        experts, d_expert = [], self.input.n_out
-        for _ in range(config["n_experts"]):
-            expert, d_expert = mlp(self.input.n_out, list(config["expert_layers"]), 0.0)
-            experts.append(expert)
-        self.experts = nn.ModuleList(experts)
-        self.tasks = tuple(spec.tasks)
-        self.gates = nn.ModuleDict(
-            {task: nn.Linear(self.input.n_out, config["n_experts"]) for task in self.tasks}
-        )
-        towers = {}
-        for task in self.tasks:
-            body, d_tower = mlp(d_expert, list(config["tower_layers"]), config["dropout"])
-            towers[task] = nn.Sequential(body, nn.Linear(d_tower, 1))
-        self.towers = nn.ModuleDict(towers)
+        self.heads = MMoEHeads(self.input.n_out, spec.tasks, config)
 
     def gate_weights(self, batch: RankingBatch) -> dict[str, torch.Tensor]:
         """Each task's mixture over the experts, ``[groups, list, n_experts]``."""
-        x = self.input(batch)
-        return {task: torch.softmax(gate(x), dim=-1) for task, gate in self.gates.items()}
+        return self.heads.gate_weights(self.input(batch))
 
     def forward(self, batch: RankingBatch) -> dict[str, torch.Tensor]:
-        x = self.input(batch)
-        experts = torch.stack([expert(x) for expert in self.experts], dim=-2)  # [B, L, E, d]
-        outputs = {}
-        for task in self.tasks:
-            weights = torch.softmax(self.gates[task](x), dim=-1).unsqueeze(-1)
-            mixed = (weights * experts).sum(dim=-2)
-            outputs[task] = self.towers[task](mixed).squeeze(-1)
-        return outputs
+        return self.heads(self.input(batch))
 
     def ranking_score(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         mix = self.config["score_mix"]

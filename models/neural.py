@@ -150,12 +150,17 @@ class RankingNet(L.LightningModule):
     def training_step(self, batch: RankingBatch, batch_index: int) -> torch.Tensor:
         outputs = self(batch)
         loss_fn = LOSSES[self.config["loss"]]
-        loss = sum(
-            weight * loss_fn(outputs[task], batch.labels[task], batch.mask, task in GRADED_TASKS)
-            for task, weight in self.task_weights.items()
-        )
+        losses = {
+            task: loss_fn(outputs[task], batch.labels[task], batch.mask, task in GRADED_TASKS)
+            for task in self.task_weights
+        }
+        loss = self.combine_losses(losses)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch.mask.shape[0])
         return loss
+
+    def combine_losses(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss from the per-task losses: their ``task_weights`` sum."""
+        return sum(self.task_weights[task] * loss for task, loss in losses.items())
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum, self._val_count = 0.0, 0
@@ -198,7 +203,7 @@ class NeuralRanker(Ranker):
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         L.seed_everything(self.seed, verbose=False)
         torch.use_deterministic_algorithms(True, warn_only=True)
-        self.module = self.module_class(datamodule.spec, self.config)
+        self.module = self.build_module(datamodule)
         history = _History()
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = L.pytorch.callbacks.ModelCheckpoint(
@@ -225,6 +230,10 @@ class NeuralRanker(Ranker):
             "best_val_ndcg@10": float(checkpoint.best_model_score),
             "history": history.epochs,
         }
+
+    def build_module(self, datamodule) -> RankingNet:
+        """The network to train; models that need more than the feature spec override this."""
+        return self.module_class(datamodule.spec, self.config)
 
     @torch.inference_mode()
     def _outputs(self, datamodule, split: str) -> dict[str, np.ndarray]:

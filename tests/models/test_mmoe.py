@@ -44,7 +44,7 @@ def test_one_head_and_gate_per_task(datamodule, batch):
     assert set(outputs) == set(datamodule.spec.tasks)
     for logits in outputs.values():
         assert logits.shape == batch.mask.shape
-    assert len(net.experts) == DEFAULTS["n_experts"]
+    assert len(net.heads.experts) == DEFAULTS["n_experts"]
     assert net.task_weights == DEFAULTS["task_weights"]  # all four tasks are on the simulator
 
 
