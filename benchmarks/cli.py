@@ -85,13 +85,48 @@ def _parser() -> argparse.ArgumentParser:
         bench, "override any setting, e.g. data.split.seed=1 or model_config.xgboost.max_depth=8"
     )
     bench.add_argument("--models", nargs="+", help="registered model names, e.g. xgboost")
-    bench.add_argument("--seeds", nargs="+", type=int, help="model seeds, e.g. 0 1 2")
-    bench.add_argument("--name", help="benchmark name (default: <dataset>-<preset>)")
-    bench.add_argument("--out", dest="output", help="results folder (default: results)")
-    bench.add_argument(
+    _add_run_options(bench, "benchmark name (default: <dataset>-<preset>)")
+    bench.set_defaults(handler=_bench)
+
+    ablate = commands.add_parser(
+        "ablate",
+        help="train one model's ablation variants, write a table against the full model",
+        description="Train and evaluate each variant of one model (an ablation file: the "
+        "reference 'full' first, then variants overriding model or data settings) with every "
+        "seed on the same test split, write run records per variant and a table comparing "
+        "every variant with 'full' to <output>/<name>-ablation/, and log to W&B (offline by "
+        "default). Finished runs are skipped when rerun.",
+    )
+    _add_common_options(
+        ablate, "override any bench setting, e.g. model_config.mtl_tinybert.max_epochs=5"
+    )
+    _add_run_options(ablate, "results go to <out>/<name>-ablation (default: <dataset>-<preset>)")
+    ablate.add_argument(
+        "--variants-file",
+        type=Path,
+        help="YAML file naming the model and its variants (default: the packaged "
+        "benchmarks/configs/ablate.yaml)",
+    )
+    ablate.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="NAME",
+        help="run these variants only ('full', the reference, is always run)",
+    )
+    ablate.add_argument("--model", help="ablate this registered model instead of the file's")
+    ablate.set_defaults(handler=_ablate)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser, name_help: str) -> None:
+    """Seeds, naming, output, W&B, plugins and reruns: the same for bench and ablate."""
+    parser.add_argument("--seeds", nargs="+", type=int, help="model seeds, e.g. 0 1 2")
+    parser.add_argument("--name", help=name_help)
+    parser.add_argument("--out", dest="output", help="results folder (default: results)")
+    parser.add_argument(
         "--wandb", choices=["offline", "online", "disabled"], help="W&B mode (default: offline)"
     )
-    bench.add_argument(
+    parser.add_argument(
         "--import",
         dest="plugins",
         action="append",
@@ -99,17 +134,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="import a module or .py file that registers extra models",
     )
-    bench.add_argument(
+    parser.add_argument(
         "--rerun",
         action="store_true",
         help="retrain every run, even those whose record matches this code, data and config",
     )
-    bench.set_defaults(handler=_bench)
-    return parser
 
 
 def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
-    """Where the data comes from and how settings are given: the same for label and bench."""
+    """Where the data comes from and how settings are given: the same for every command."""
     parser.add_argument(
         "--config", type=Path, help="a YAML file of settings (copy benchmarks/configs/bench.yaml)"
     )
@@ -152,15 +185,53 @@ def _label(args, argv) -> int:
 
 
 def _bench(args, argv) -> int:
+    from benchmarks.runner import run_benchmark
+
+    config = _run_settings(args, models=args.models)
+    command = shlex.join(["rankbench", *argv])
+    outcome = run_benchmark(config, command, progress=not args.quiet, rerun=args.rerun)
+    print()
+    print(outcome.markdown)
+    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
+    _print_wandb_folder(config, outcome.folder)
+    return 0
+
+
+def _ablate(args, argv) -> int:
+    from benchmarks.ablation import run_ablation
+
+    config = _run_settings(args)
+    command = shlex.join(["rankbench", *argv])
+    outcome = run_ablation(
+        config,
+        command,
+        variants_file=args.variants_file,
+        model=args.model,
+        variants=args.variants,
+        progress=not args.quiet,
+        rerun=args.rerun,
+    )
+    print()
+    print(outcome.markdown)
+    print(
+        f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, ablation.json, "
+        f"one folder of run records per variant)"
+    )
+    _print_wandb_folder(config, outcome.folder)
+    return 0
+
+
+def _run_settings(args, models: list[str] | None = None) -> dict:
+    """The bench settings of a bench or ablate command line (plugins imported first)."""
     from benchmarks.config import load_config
-    from benchmarks.runner import import_plugins, run_benchmark
+    from benchmarks.runner import import_plugins
 
     import_plugins(args.plugins)
     overrides = {
         "dataset": args.dataset,
         "preset": args.preset,
         "data_path": args.data_path,
-        "models": args.models,
+        "models": models,
         "seeds": args.seeds,
         "name": args.name,
         "output": args.output,
@@ -168,17 +239,14 @@ def _bench(args, argv) -> int:
     config = load_config(args.config, overrides, args.set)
     if args.wandb:
         config["wandb"]["mode"] = args.wandb
-    command = shlex.join(["rankbench", *argv])
-    outcome = run_benchmark(config, command, progress=not args.quiet, rerun=args.rerun)
-    print()
-    print(outcome.markdown)
-    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
+    return config
+
+
+def _print_wandb_folder(config: dict, folder: Path) -> None:
     if config["wandb"]["mode"] == "offline":
         print(
-            f"W&B offline runs: {outcome.folder}/wandb  (upload: wandb sync "
-            f"{outcome.folder}/wandb/offline-run-*)"
+            f"W&B offline runs: {folder}/wandb  (upload: wandb sync {folder}/wandb/offline-run-*)"
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ For every metric column, the best model (highest mean) is in bold, and a model w
 per-query values (averaged over its seeds) are significantly different from the best one's
 by a two-sided Wilcoxon signed-rank test over the test queries (p < alpha, no correction for
 multiple comparisons) is marked with ``*``. Reference rows (logged order, random, ideal) are
-deterministic and shown for scale; they are never the "best".
+deterministic and shown for scale; they are never the "best". ``summarise(..., against=name)``
+tests every row against the named row instead (an ablation's reference variant).
 """
 
 from __future__ import annotations
@@ -48,9 +49,16 @@ class ModelResult:
 
 
 def summarise(
-    results: list[ModelResult], columns: list[Column], alpha: float = 0.05
+    results: list[ModelResult],
+    columns: list[Column],
+    alpha: float = 0.05,
+    against: str | None = None,
 ) -> pl.DataFrame:
-    """One row per model: mean, std and p-value against the best model for every column."""
+    """One row per model: mean, std and p-value for every column, against the best model, or
+    against the row named ``against`` where given."""
+    names = [r.name for r in results]
+    if against is not None and against not in names:
+        raise ValueError(f"no row named {against!r} to compare with; rows: {', '.join(names)}")
     rows = []
     for result in results:
         row = {
@@ -67,8 +75,13 @@ def summarise(
         rows.append(row)
     table = pl.DataFrame(rows)
     for column in columns:
-        table = table.with_columns(_p_values(results, column, table).alias(f"{column.key}:p"))
+        baseline = _named(results, against) if against else _best_model(results, column)
+        table = table.with_columns(_p_values(results, column, baseline).alias(f"{column.key}:p"))
     return table
+
+
+def _named(results: list[ModelResult], name: str) -> ModelResult:
+    return next(r for r in results if r.name == name)
 
 
 def _best_model(results: list[ModelResult], column: Column) -> ModelResult | None:
@@ -78,14 +91,21 @@ def _best_model(results: list[ModelResult], column: Column) -> ModelResult | Non
     return max(candidates, key=lambda r: np.mean(r.values[column.key]))
 
 
-def _p_values(results: list[ModelResult], column: Column, table: pl.DataFrame) -> pl.Series:
-    best = _best_model(results, column)
+def _p_values(
+    results: list[ModelResult], column: Column, baseline: ModelResult | None
+) -> pl.Series:
+    """Each row's p-value against ``baseline`` (None for the baseline itself)."""
     p_values = []
     for result in results:
-        if best is None or result is best or column.key not in result.per_query.columns:
+        if (
+            baseline is None
+            or result is baseline
+            or column.key not in result.per_query.columns
+            or column.key not in baseline.per_query.columns
+        ):
             p_values.append(None)
             continue
-        p_values.append(paired_test(best.per_query, result.per_query, column.key))
+        p_values.append(paired_test(baseline.per_query, result.per_query, column.key))
     return pl.Series(p_values, dtype=pl.Float64)
 
 
@@ -110,7 +130,7 @@ def to_markdown(table: pl.DataFrame, columns: list[Column], alpha: float = 0.05)
     for row in table.iter_rows(named=True):
         cells = [row["model"]]
         for column in columns:
-            cells.append(_cell(row, column.key, best[column.key], alpha))
+            cells.append(format_cell(row, column.key, best[column.key], alpha))
         cells.append(f"{row['fit_seconds:mean']:.1f}" if row["fit_seconds:mean"] else "")
         cells.append(f"{row['peak_mb:max']:.0f}" if row["peak_mb:max"] else "")
         lines.append("| " + " | ".join(cells) + " |")
@@ -122,7 +142,8 @@ def _best_mean(table: pl.DataFrame, key: str) -> float | None:
     return float(models.max()) if len(models) else None
 
 
-def _cell(row: dict, key: str, best: float | None, alpha: float) -> str:
+def format_cell(row: dict, key: str, best: float | None, alpha: float) -> str:
+    """``mean ± std``, bold where it is the ``best`` mean, ``*`` where p < alpha."""
     mean, std, p = row[f"{key}:mean"], row[f"{key}:std"], row[f"{key}:p"]
     if mean is None or np.isnan(mean):
         return "–"

@@ -66,6 +66,16 @@ def build_datamodule(config: dict, progress: bool = True) -> SearchLogDataModule
     return SearchLogDataModule(source_from_config(config, progress), data_config(config), progress)
 
 
+def prepare_datamodule(config: dict, progress: bool = True, echo=print) -> SearchLogDataModule:
+    """Load, label, split and featurise the log a config names (the costly part of a run)."""
+    datamodule = build_datamodule(config, progress)
+    echo(f"preparing {config['name']}: loading, labelling and featurising the log ...")
+    datamodule.setup()
+    test = datamodule.arrays("test")
+    echo(f"{test.n_groups} test requests, {test.n_rows} rows; split {datamodule.split_hash}")
+    return datamodule
+
+
 def run_benchmark(
     config: dict, command: str, progress: bool = True, echo=print, rerun: bool = False
 ) -> BenchmarkOutcome:
@@ -76,12 +86,25 @@ def run_benchmark(
     store = RunStore(folder / "runs")
     wandb = WandbLogger(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
 
-    datamodule = build_datamodule(config, progress)
-    echo(f"preparing {config['name']}: loading, labelling and featurising the log ...")
-    datamodule.setup()
-    test = datamodule.arrays("test")
-    echo(f"{test.n_groups} test requests, {test.n_rows} rows; split {datamodule.split_hash}")
+    datamodule = prepare_datamodule(config, progress, echo)
+    ran, skipped = run_models(datamodule, config, store, wandb.log_run, progress, rerun)
 
+    outcome = _report(config, datamodule, store, folder, command, ran, skipped)
+    wandb.log_summary(outcome.table, {"benchmark": config["name"], "command": command})
+    return outcome
+
+
+def run_models(
+    datamodule: SearchLogDataModule,
+    config: dict,
+    store: RunStore,
+    log_run=None,
+    progress: bool = True,
+    rerun: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Train and record every model x seed of ``config`` on a prepared ``datamodule`` into
+    ``store``; returns the run ids (ran, skipped). A run whose record matches is skipped
+    unless ``rerun``; ``log_run`` receives each new record (W&B)."""
     ran, skipped = [], []
     runs = [(m, s) for m in config["models"] for s in config["seeds"]]
     for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
@@ -95,12 +118,10 @@ def run_benchmark(
             continue
         record = _run_one(datamodule, model, seed, run_config, expected, config, store, progress)
         tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
-        wandb.log_run(record)
+        if log_run is not None:
+            log_run(record)
         ran.append(run_id)
-
-    outcome = _report(config, datamodule, store, folder, command, ran, skipped)
-    wandb.log_summary(outcome.table, {"benchmark": config["name"], "command": command})
-    return outcome
+    return ran, skipped
 
 
 def _run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> dict:
@@ -188,14 +209,14 @@ def _report(
     ran: list[str],
     skipped: list[str],
 ) -> BenchmarkOutcome:
-    results = [_model_result(store, model, config["seeds"]) for model in config["models"]]
+    results = [model_result(store, model, config["seeds"]) for model in config["models"]]
     results += _reference_results(datamodule, config)
     labels = list(datamodule.arrays("test").labels)
     columns = table_columns(labels, tuple(config["metrics"]["ks"]))
     alpha = config["metrics"]["alpha"]
     table = summarise(results, columns, alpha)
     markdown = to_markdown(table, columns, alpha)
-    left_out = _left_out_note(store, config)
+    left_out = left_out_note(store, config)
     text = (
         "\n\n".join(
             [
@@ -231,7 +252,8 @@ def _report(
     return BenchmarkOutcome(folder, table, markdown + "\n\n" + left_out, ran, skipped)
 
 
-def _model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:
+def model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:
+    """A model's row of a summary: its seeds' means, and per-query values averaged over seeds."""
     records = [json.loads(store.record_path(f"{model}-seed{s}").read_text()) for s in seeds]
     values: dict[str, list[float]] = {}
     for record in records:
@@ -267,7 +289,8 @@ def _reference_results(datamodule, config: dict) -> list[ModelResult]:
     return results
 
 
-def _left_out_note(store: RunStore, config: dict) -> str:
+def left_out_note(store: RunStore, config: dict) -> str:
+    """How many test queries each label leaves out (no positive label), from the first run."""
     first = json.loads(
         store.record_path(f"{config['models'][0]}-seed{config['seeds'][0]}").read_text()
     )

@@ -1,4 +1,5 @@
-"""Weights & Biases logging: offline by default, one run per model x seed, grouped by benchmark.
+"""Weights & Biases logging: offline by default, one run per model x seed, grouped by benchmark
+(an ablation: one run per variant x seed, grouped by ablation).
 
 Runs are written under ``<results>/<benchmark>/wandb/`` (git-ignored); ``wandb sync`` on that
 folder uploads them later. ``mode: disabled`` turns logging off.
@@ -41,17 +42,23 @@ class WandbLogger:
             reinit="finish_previous",
         )
 
-    def log_run(self, record: dict) -> str | None:
-        """One W&B run for a finished model x seed run; returns the run's local folder."""
+    def log_run(
+        self, record: dict, name: str | None = None, extra_config: dict | None = None
+    ) -> str | None:
+        """One W&B run for a finished model x seed run; returns the run's local folder.
+
+        ``name`` replaces the run id as the W&B run name, and ``extra_config`` adds settings
+        (an ablation names its runs by variant and records which variant ran)."""
         if not self.enabled:
             return None
         run = self._init(
-            record["run_id"],
+            name or record["run_id"],
             "train",
             {
                 "model": record["model"],
                 "seed": record["seed"],
                 **record["config"],
+                **(extra_config or {}),
             },
         )
         for epoch in record.get("training", {}).get("history", []):
