@@ -9,9 +9,10 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
 PRESET  ?= default
-MODELS  ?= xgboost tabnet ft_transformer dcn_v2 mmoe
+MODELS  ?= xgboost tabnet ft_transformer dcn_v2 mmoe mtl_tinybert
 SEEDS   ?= 0 1 2
 BENCH_ARGS ?=
+ABLATE_ARGS ?=
 
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
@@ -31,10 +32,8 @@ bench: $(STAMP)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
 		--models $(MODELS) --seeds $(SEEDS) $(BENCH_ARGS)
 
-ablate:
-	@echo "make ablate is not available yet: the ablations come with the proposed multi-task"
-	@echo "model (MTL-TinyBERT). Until then, compare settings with rankbench bench --set ..."
-	@exit 2
+ablate: $(STAMP)
+	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(ABLATE_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
