@@ -4,7 +4,8 @@ running the whole encoder for every batch, on the same batches, in one run.
 Both variants train the same top layers on the same unique texts of each training batch of a
 preset (query and title, the cpu profile's fields); the uncached one tokenizes the texts and
 runs the embedding layer and the frozen lower layers (without gradient) every time. Prints
-texts/s of each and their ratio.
+texts/s of each and their ratio, then the cached variant again under bfloat16 autocast (the
+cpu profile's ``text_precision``).
 
     .venv/bin/python benchmarks/scripts/bench_text_tower.py --preset default --batches 30
 """
@@ -85,6 +86,11 @@ def main() -> None:
     for ids in batches:
         uncached_step(encoder, tower.tuned, [texts[i] for i in ids.tolist()], n_lower)
     uncached = time.perf_counter() - started
+    tower.precision = "bf16"  # the cpu profile's setting: the tuned layers under autocast
+    started = time.perf_counter()
+    for ids in batches:
+        cached_step(tower, ids)
+    cached_bf16 = time.perf_counter() - started
 
     print(
         f"preset {args.preset}: {len(texts):,} texts, {args.layers} of "
@@ -98,6 +104,10 @@ def main() -> None:
     print(f"  cached frozen layers : {n_texts / cached:8.0f} texts/s")
     print(f"  whole encoder        : {n_texts / uncached:8.0f} texts/s")
     print(f"  speed-up             : {uncached / cached:8.2f}x")
+    print(
+        f"  cached, bf16 autocast: {n_texts / cached_bf16:8.0f} texts/s "
+        f"({cached / cached_bf16:.2f}x float32 cached, {uncached / cached_bf16:.2f}x whole encoder)"
+    )
     epoch = int(np.ceil(datamodule.arrays("train").n_groups / datamodule.config.batch_size))
     pays_off = build / max(uncached - cached, 1e-9) * len(batches)
     print(f"  cache build pays off after {pays_off:.0f} batches (one epoch: {epoch})")
