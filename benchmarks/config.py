@@ -64,11 +64,14 @@ def _check_types(config: dict) -> None:
 
 
 def default_name(config: dict) -> str:
-    """``simulator-<preset>``, ``retrotech``, or ``logdir-<folder name>``."""
+    """``simulator-<preset>``, ``retrotech``, ``logdir-<folder name>`` or
+    ``files-<mapping file name>``."""
     if config["dataset"] == "simulator":
         return f"simulator-{config.get('preset') or 'default'}"
     if config["dataset"] == "logdir" and config.get("data_path"):
         return f"logdir-{Path(config['data_path']).name}"
+    if config["dataset"] == "files" and config.get("data_path"):
+        return f"files-{Path(config['data_path']).stem}"
     return config["dataset"]
 
 

@@ -228,7 +228,8 @@ def _report(
                 f"*: differs from the best model by a paired Wilcoxon signed-rank test over "
                 f"queries "
                 f"(p < {alpha}). `ref:` rows are model-free references. {left_out}",
-                f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}.",
+                f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}."
+                + _notes_line(datamodule),
             ]
         )
         + "\n"
@@ -250,6 +251,13 @@ def _report(
     )
     plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
     return BenchmarkOutcome(folder, table, markdown + "\n\n" + left_out, ran, skipped)
+
+
+def _notes_line(datamodule) -> str:
+    """What the dataset lacks and what was skipped for it, when anything was."""
+    if not datamodule.notes:
+        return ""
+    return " What this dataset lacks: " + "; ".join(datamodule.notes) + "."
 
 
 def model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:

@@ -61,6 +61,7 @@ class SearchLogDataModule(L.LightningDataModule):
         self._arrays: dict[str, SplitArrays] = {}
         self._log: SearchLog | None = None
         self._fingerprint: str | None = None
+        self.notes: list[str] = []  # what the log lacks, and what is skipped for it
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -82,6 +83,7 @@ class SearchLogDataModule(L.LightningDataModule):
         )
         self._built.rows = self._sampled(self._built.rows)
         self._log = search_log
+        self.notes = dataset_notes(search_log)
         self._assignment = assignment
         self._arrays = {name: self._split_arrays(name) for name in SPLITS}
         log.info(
@@ -255,3 +257,28 @@ def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
     if not columns:
         return np.zeros((rows.height, 0), dtype=dtype)
     return rows.select(columns).to_numpy().astype(dtype, copy=False)
+
+
+def dataset_notes(search_log: SearchLog) -> list[str]:
+    """What the log lacks, and which tasks and features are skipped because of it."""
+    notes = []
+    impressions = search_log.impressions
+    if "user_id" not in impressions.columns:
+        notes.append("no user_id: user attributes and user-history features are skipped")
+    elif search_log.users is None:
+        notes.append("no users table: user attributes are skipped (history features stay)")
+    for behaviour in ("add_to_cart", "purchase"):
+        if behaviour not in impressions.columns:
+            notes.append(f"no {behaviour}: its task and rate features are skipped")
+    if not search_log.has_timestamps:
+        notes.append("no timestamps: the split is by request at random, not by time")
+    if "description" not in search_log.products.columns:
+        notes.append("no product description: query and title are the only texts")
+    attributes = [
+        c
+        for c, dtype in search_log.products.schema.items()
+        if c not in ("product_id", "title", "description")
+    ]
+    if not attributes:
+        notes.append("no product attributes (price, rating, brand...): none are features")
+    return notes

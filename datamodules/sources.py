@@ -1,4 +1,5 @@
-"""Named dataset sources the driver can build from a config: the simulator and log folders."""
+"""Named dataset sources the driver can build from a config: the simulator, log folders,
+your own files through a mapping, and RetroTech."""
 
 from __future__ import annotations
 
@@ -67,7 +68,23 @@ class RetroTechSource:
         return {"dataset": self.name, "path": str(Path(self.path).resolve())}
 
 
-DATASETS = ("simulator", "logdir", "retrotech")
+@dataclass
+class MappedLogSource:
+    """Your own files, described by a YAML mapping (see ``datamodules.mapped_log``)."""
+
+    path: str
+    name: str = "files"
+
+    def load(self) -> SearchLog:
+        from datamodules.mapped_log import read_mapped_log
+
+        return read_mapped_log(self.path)
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, "mapping": str(Path(self.path).resolve())}
+
+
+DATASETS = ("simulator", "logdir", "files", "retrotech")
 
 
 def make_source(
@@ -83,6 +100,10 @@ def make_source(
         if not path:
             raise ValueError("dataset 'logdir' needs a path (--data PATH)")
         return LogFolderSource(path)
+    if dataset == "files":
+        if not path:
+            raise ValueError("dataset 'files' needs its mapping file (--data my_log.yaml)")
+        return MappedLogSource(path)
     if dataset == "retrotech":
         if not path:
             raise ValueError("dataset 'retrotech' needs its folder (--data PATH)")
