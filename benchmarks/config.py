@@ -70,6 +70,8 @@ def default_name(config: dict) -> str:
         return f"simulator-{config.get('preset') or 'default'}"
     if config["dataset"] == "logdir" and config.get("data_path"):
         return f"logdir-{Path(config['data_path']).name}"
+    if config["dataset"] == "letor" and config.get("data_path"):
+        return f"letor-{Path(config['data_path']).name}"
     if config["dataset"] == "files" and config.get("data_path"):
         return f"files-{Path(config['data_path']).stem}"
     return config["dataset"]

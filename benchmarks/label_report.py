@@ -27,6 +27,7 @@ from benchmarks.config import data_config, source_from_config  # noqa: E402
 from benchmarks.label_quality import agreement  # noqa: E402
 from benchmarks.plots import save_figure  # noqa: E402
 from benchmarks.records import atomic_write_parquet, atomic_write_text  # noqa: E402
+from datamodules.judged import is_judged  # noqa: E402
 from datamodules.labels import label_log, pair_similarities  # noqa: E402
 from datamodules.tables import SearchLog, validate_log  # noqa: E402
 from datamodules.text_encoding import TextEncoder  # noqa: E402
@@ -44,7 +45,13 @@ class LabelRun:
 def derive_for_config(config: dict, progress: bool = True) -> LabelRun:
     """Load the configured dataset and derive labels for the whole log."""
     source = source_from_config(config, progress)
-    log = validate_log(source.load())
+    raw = source.load()
+    if is_judged(raw):
+        raise ValueError(
+            f"{config['dataset']}: a judged dataset already has graded labels; "
+            "there are no clicks to derive them from (use rankbench bench)"
+        )
+    log = validate_log(raw)
     label_config = data_config(config).labels
     similarity = None
     if label_config.labeling.use_similarity:

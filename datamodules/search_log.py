@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import lightning as L
@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
 from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
+from datamodules.judged import JUDGMENT, is_judged, judged_assignment, validate_judged_log
 from datamodules.labels import LabelConfig, pair_similarities, relevance_labels
 from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
 from datamodules.tables import SearchLog, validate_log
@@ -69,15 +70,21 @@ class SearchLogDataModule(L.LightningDataModule):
         """Load, validate, label, split and featurise; later calls are free."""
         if self._built is not None:
             return
-        search_log = validate_log(self.source.load())
-        assignment = assign_splits(search_log.impressions, self.config.split)
-        similarity = self._similarity(search_log)
-        labels = self._labels(search_log, assignment, similarity)
+        raw = self.source.load()
+        judged = is_judged(raw)
+        search_log = validate_judged_log(raw) if judged else validate_log(raw)
+        if judged:
+            assignment = judged_assignment(search_log.impressions, self.config.split)
+        else:
+            assignment = assign_splits(search_log.impressions, self.config.split)
+        features = self._feature_config(search_log)
+        similarity = self._similarity(search_log, features, judged)
+        labels = self._labels(search_log, assignment, similarity, judged)
         self._built = build_features(
             search_log,
             assignment,
             labels,
-            self.config.features,
+            features,
             seed=self.config.split.seed,
             similarity=similarity,
         )
@@ -184,21 +191,34 @@ class SearchLogDataModule(L.LightningDataModule):
             raise RuntimeError("call datamodule.setup() first")
         return self._built
 
-    def _similarity(self, search_log: SearchLog) -> pl.DataFrame | None:
+    def _feature_config(self, search_log: SearchLog) -> FeatureConfig:
+        """The configured features, less the text-match ones when products have no title."""
+        features = self.config.features
+        if "title" in search_log.products.columns:
+            return features
+        return replace(features, lexical_overlap=False, text_similarity=False)
+
+    def _similarity(
+        self, search_log: SearchLog, features: FeatureConfig, judged: bool = False
+    ) -> pl.DataFrame | None:
         """Query-title similarity per pair, when the labels or the features need it."""
         labels = self.config.labels
-        needs = self.config.features.text_similarity or (
-            labels.relevance == "derived" and labels.labeling.use_similarity
-        )
-        if not needs:
+        derives = not judged and labels.relevance == "derived" and labels.labeling.use_similarity
+        if not (features.text_similarity or derives):
             return None
         return pair_similarities(search_log, TextEncoder(labels.encoder), self.progress)
 
     def _labels(
-        self, search_log: SearchLog, assignment: pl.DataFrame, similarity: pl.DataFrame | None
+        self,
+        search_log: SearchLog,
+        assignment: pl.DataFrame,
+        similarity: pl.DataFrame | None,
+        judged: bool = False,
     ) -> pl.DataFrame:
         """Task labels (and true relevance where known), one row per impression."""
         impressions = search_log.impressions
+        if judged:  # the people's grades are the relevance task; nothing is derived
+            return impressions.select(pl.col(JUDGMENT).alias("relevance"))
         labels = impressions.select(list(search_log.behaviours)).with_columns(
             relevance_labels(search_log, assignment, self.config.labels, similarity)
         )
@@ -263,6 +283,14 @@ def dataset_notes(search_log: SearchLog) -> list[str]:
     """What the log lacks, and which tasks and features are skipped because of it."""
     notes = []
     impressions = search_log.impressions
+    if JUDGMENT in impressions.columns:
+        notes.append(
+            "judged pairs, not a click log: relevance is the dataset's own grade, the only "
+            "task; no behaviour features"
+        )
+        if "title" not in search_log.products.columns:
+            notes.append("no product text: the text-match features are off")
+        return notes
     if "user_id" not in impressions.columns:
         notes.append("no user_id: user attributes and user-history features are skipped")
     elif search_log.users is None:

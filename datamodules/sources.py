@@ -84,7 +84,23 @@ class MappedLogSource:
         return {"dataset": self.name, "mapping": str(Path(self.path).resolve())}
 
 
-DATASETS = ("simulator", "logdir", "files", "retrotech")
+@dataclass
+class LetorSource:
+    """A folder of LETOR / SVMlight files (see ``datamodules.letor``)."""
+
+    path: str
+    name: str = "letor"
+
+    def load(self) -> SearchLog:
+        from datamodules.letor import read_letor
+
+        return read_letor(self.path)
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, "path": str(Path(self.path).resolve())}
+
+
+DATASETS = ("simulator", "logdir", "files", "retrotech", "letor")
 
 
 def make_source(
@@ -104,6 +120,10 @@ def make_source(
         if not path:
             raise ValueError("dataset 'files' needs its mapping file (--data my_log.yaml)")
         return MappedLogSource(path)
+    if dataset == "letor":
+        if not path:
+            raise ValueError("dataset 'letor' needs its folder of train/vali/test files (--data)")
+        return LetorSource(path)
     if dataset == "retrotech":
         if not path:
             raise ValueError("dataset 'retrotech' needs its folder (--data PATH)")
