@@ -147,13 +147,15 @@ def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
         "--config", type=Path, help="a YAML file of settings (copy benchmarks/configs/bench.yaml)"
     )
     parser.add_argument(
-        "--dataset", help="simulator | logdir | files | retrotech | letor (default: simulator)"
+        "--dataset",
+        help="simulator | logdir | files | retrotech | letor | esci | wands (default: simulator); "
+        "esci and wands take dataset_options, e.g. --set dataset_options.locale=jp",
     )
     parser.add_argument("--preset", help="simulator preset: tiny | ci | default | large")
     parser.add_argument(
         "--data",
         dest="data_path",
-        help="the log's folder (logdir, retrotech, letor) or mapping file (files)",
+        help="the log's folder (logdir, retrotech, letor, esci, wands) or mapping file (files)",
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

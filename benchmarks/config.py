@@ -1,4 +1,5 @@
-"""Benchmark settings: the packaged YAML defaults, a user's YAML file, then the command line."""
+"""Benchmark settings: the packaged YAML defaults, the dataset's own defaults, a user's YAML
+file, then the command line."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ import yaml
 
 from datamodules import DataConfig, FeatureConfig, SplitConfig
 from datamodules.labels import LabelConfig
-from datamodules.sources import make_source
+from datamodules.sources import DATASET_OPTIONS, dataset_options, make_source
 from datamodules.text_encoding import EncoderConfig
 from labeling.relevance import LabelingConfig
 from labeling.sampling import SamplingConfig
 
 DEFAULTS = Path(__file__).parent / "configs" / "bench.yaml"
+
+DATASET_DEFAULTS = {
+    # ESCI's label gains (E 1.0, S 0.1, C 0.01, I 0) are the NDCG gains of its paper as they
+    # are: 2^g - 1 would shrink S and C to a fraction of E's share.
+    "esci": {"metrics": {"gain": "linear"}},
+}
+"""Settings a dataset changes from the packaged defaults; the user's file and the command
+line still override them."""
 
 
 def load_config(
@@ -22,19 +31,30 @@ def load_config(
     overrides: dict | None = None,
     assignments: list[str] | None = None,
 ) -> dict:
-    """Defaults <- file <- ``overrides`` (command-line options) <- ``key.sub=value`` pairs."""
-    config = yaml.safe_load(DEFAULTS.read_text())
+    """Defaults <- the dataset's defaults <- file <- ``overrides`` (command-line options) <-
+    ``key.sub=value`` pairs. The dataset is the one the last of them names."""
+    layers = []
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file not found: {path}")
-        config = merge(config, _yaml(path.read_text(), str(path)) or {}, str(path))
-    config = merge(config, {k: v for k, v in (overrides or {}).items() if v is not None}, "options")
-    for assignment in assignments or []:
-        config = merge(config, parse_assignment(assignment), "--set")
+        layers.append((_yaml(path.read_text(), str(path)) or {}, str(path)))
+    layers.append(({k: v for k, v in (overrides or {}).items() if v is not None}, "options"))
+    layers += [(parse_assignment(assignment), "--set") for assignment in assignments or []]
+    defaults = yaml.safe_load(DEFAULTS.read_text())
+    config = _layered(defaults, layers)
+    if config["dataset"] in DATASET_DEFAULTS:
+        defaults = merge(defaults, DATASET_DEFAULTS[config["dataset"]], "dataset defaults")
+        config = _layered(defaults, layers)
+    _check_types(config)
     if not config.get("name"):
         config["name"] = default_name(config)
-    _check_types(config)
+    return config
+
+
+def _layered(config: dict, layers: list[tuple[dict, str]]) -> dict:
+    for update, source in layers:
+        config = merge(config, update, source)
     return config
 
 
@@ -58,16 +78,21 @@ def _check_types(config: dict) -> None:
         raise ValueError("seeds must be a list of integers, e.g. [0, 1, 2]")
     if not isinstance(config.get("model_config") or {}, dict):
         raise ValueError("model_config must map model names to their settings")
+    dataset_options(config["dataset"], config.get("dataset_options"))
     ks = config["metrics"]["ks"]
     if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k > 0 for k in ks):
         raise ValueError("metrics.ks must be a list of positive integers, e.g. [1, 3, 5, 10]")
 
 
 def default_name(config: dict) -> str:
-    """``simulator-<preset>``, ``retrotech``, ``logdir-<folder name>`` or
-    ``files-<mapping file name>``."""
+    """``simulator-<preset>``, ``retrotech``, ``logdir-<folder name>``,
+    ``files-<mapping file name>``, ``letor-<folder name>``, ``esci-<locale>-<version>`` or
+    ``wands``."""
     if config["dataset"] == "simulator":
         return f"simulator-{config.get('preset') or 'default'}"
+    if config["dataset"] == "esci":
+        options = {**DATASET_OPTIONS["esci"], **(config.get("dataset_options") or {})}
+        return f"esci-{options['locale']}-{options['version']}"
     if config["dataset"] == "logdir" and config.get("data_path"):
         return f"logdir-{Path(config['data_path']).name}"
     if config["dataset"] == "letor" and config.get("data_path"):
@@ -115,13 +140,14 @@ def parse_assignment(text: str) -> dict:
 
 
 def source_from_config(config: dict, progress: bool = False):
-    """The dataset source a config names (simulator preset, log folder, RetroTech)."""
+    """The dataset source a config names (simulator preset, log folder, adapter)."""
     return make_source(
         config["dataset"],
         preset=config.get("preset"),
         path=config.get("data_path"),
         overrides=config.get("simulator"),
         progress=progress,
+        options=config.get("dataset_options"),
     )
 
 

@@ -254,10 +254,10 @@ def _report(
 
 
 def _notes_line(datamodule) -> str:
-    """What the dataset lacks and what was skipped for it, when anything was."""
+    """What the adapter dropped, what the dataset lacks and what was skipped for it."""
     if not datamodule.notes:
         return ""
-    return " What this dataset lacks: " + "; ".join(datamodule.notes) + "."
+    return " Dataset notes: " + "; ".join(datamodule.notes) + "."
 
 
 def model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:

@@ -114,3 +114,67 @@ def _validation_from_train(given: pl.DataFrame, config: SplitConfig) -> pl.DataF
         .otherwise(pl.col("split"))
         .alias("split")
     )
+
+
+# --------------------------------------------------------------------------- adapters' helpers
+
+
+def label_gains(dataset: str, defaults: dict[str, float], given: dict | None) -> dict[str, float]:
+    """A dataset's label -> gain map: ``defaults`` with the labels ``given`` names replaced."""
+    if given is not None and not isinstance(given, dict):
+        raise ValueError(f"{dataset}: gains must map labels to numbers, e.g. {defaults}")
+    given = dict(given or {})
+    unknown = sorted(map(str, set(given) - set(defaults)))
+    if unknown:
+        raise ValueError(
+            f"{dataset}: gains for unknown label(s) {', '.join(unknown)}; "
+            f"the labels are {', '.join(defaults)}"
+        )
+    for label, gain in given.items():
+        if isinstance(gain, bool) or not isinstance(gain, int | float) or gain < 0:
+            raise ValueError(f"{dataset}: the gain of {label} must be a number >= 0, got {gain!r}")
+    return {**defaults, **{label: float(gain) for label, gain in given.items()}}
+
+
+def graded(labels: pl.Series, gains: dict[str, float], source: str) -> pl.Series:
+    """Each text label's gain; an unknown or missing label is an error counting them."""
+    unknown = labels.is_null() | ~labels.is_in(list(gains))
+    if unknown.any():
+        found = ", ".join(sorted(map(str, labels.filter(unknown).unique().to_list())))
+        raise LogValidationError(
+            source,
+            labels.name,
+            f"unknown labels ({found}); expected {', '.join(gains)}",
+            int(unknown.sum()),
+        )
+    return labels.replace_strict(gains, return_dtype=pl.Float64).alias(JUDGMENT)
+
+
+def blank_to_null(column: str) -> pl.Expr:
+    """Stripped text, with empty text as missing."""
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text).alias(column)
+
+
+def drop_untitled(
+    products: pl.DataFrame, pairs: pl.DataFrame, notes: list[str], source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Drop products without a title, and the pairs of products not in the titled catalog
+    (they could be neither featurised nor ranked by text); ``notes`` says how many."""
+    untitled = products.filter(pl.col("title").is_null()).height
+    if untitled:
+        notes.append(f"{_count(untitled, 'product')} without a title dropped")
+        products = products.filter(pl.col("title").is_not_null())
+    kept = pairs.join(
+        products.select("product_id"), on="product_id", how="semi", maintain_order="left"
+    )
+    if kept.height < pairs.height:
+        dropped = _count(pairs.height - kept.height, "judged pair")
+        notes.append(f"{dropped} whose product has no titled catalog entry dropped")
+    if kept.height == 0:
+        raise LogValidationError(source, "product_id", "no judged pair has a titled product", 0)
+    return products, kept
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"

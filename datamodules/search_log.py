@@ -90,7 +90,8 @@ class SearchLogDataModule(L.LightningDataModule):
         )
         self._built.rows = self._sampled(self._built.rows)
         self._log = search_log
-        self.notes = dataset_notes(search_log)
+        # The adapter's own notes (rows it dropped, ...) first, then what the log lacks.
+        self.notes = [*getattr(self.source, "notes", []), *dataset_notes(search_log)]
         self._assignment = assignment
         self._arrays = {name: self._split_arrays(name) for name in SPLITS}
         log.info(
