@@ -147,8 +147,9 @@ def read_letor(folder: str | Path) -> SearchLog:
 def _feature_table(product_ids: pl.Series, pairs: pl.DataFrame) -> pl.DataFrame:
     """A dense ``f<id>`` column per feature id seen; what a line leaves out is 0."""
     ids = np.sort(pairs["feature"].unique().to_numpy())
-    row_of = {pid: i for i, pid in enumerate(product_ids.to_list())}
-    rows = np.fromiter((row_of[p] for p in pairs["product_id"].to_list()), np.int64, pairs.height)
+    rows = pairs.join(product_ids.to_frame().with_row_index("row"), on="product_id", how="left")[
+        "row"
+    ].to_numpy()
     columns = np.searchsorted(ids, pairs["feature"].to_numpy())
     matrix = np.zeros((len(product_ids), len(ids)), dtype=np.float64)
     matrix[rows, columns] = pairs["number"].to_numpy()

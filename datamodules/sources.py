@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from datamodules.loaders import read_log_dir
 from datamodules.tables import SearchLog
@@ -41,79 +42,97 @@ class SimulatorSource:
 
 
 @dataclass
-class LogFolderSource:
+class PathSource:
+    """A dataset read from a path (a folder, or a mapping file) by one adapter.
+
+    Subclasses name the dataset, say what ``--data`` must point to (``data_hint``) and
+    implement :meth:`read`; rows an adapter drops are reported in ``notes`` and as warnings.
+    """
+
+    path: str
+    name: str = ""
+    notes: list = field(default_factory=list)
+    data_hint: ClassVar[str] = "its folder"
+
+    def read(self) -> SearchLog:
+        raise NotImplementedError
+
+    def load(self) -> SearchLog:
+        self.notes = []
+        search_log = self.read()
+        for note in self.notes:
+            log.warning("%s: %s", self.name, note)
+        return search_log
+
+    def options(self) -> dict:
+        """Settings besides the path that change what is read (recorded with every run)."""
+        return {}
+
+    def describe(self) -> dict:
+        return {"dataset": self.name, "path": str(Path(self.path).resolve()), **self.options()}
+
+
+@dataclass
+class LogFolderSource(PathSource):
     """A folder of canonical tables (see ``datamodules.loaders``)."""
 
-    path: str
     name: str = "logdir"
+    data_hint: ClassVar[str] = "a folder of canonical tables"
 
-    def load(self) -> SearchLog:
+    def read(self) -> SearchLog:
         return read_log_dir(self.path)
 
-    def describe(self) -> dict:
-        return {"dataset": self.name, "path": str(Path(self.path).resolve())}
-
 
 @dataclass
-class RetroTechSource:
+class RetroTechSource(PathSource):
     """The RetroTech catalog and click log (``../shared/data/retrotech``)."""
 
-    path: str
     name: str = "retrotech"
-    notes: list = field(default_factory=list)
 
-    def load(self) -> SearchLog:
+    def read(self) -> SearchLog:
         from datamodules.retrotech import read_retrotech
 
-        log, self.notes = read_retrotech(self.path)
-        return log
-
-    def describe(self) -> dict:
-        return {"dataset": self.name, "path": str(Path(self.path).resolve())}
+        search_log, self.notes = read_retrotech(self.path)
+        return search_log
 
 
 @dataclass
-class MappedLogSource:
+class MappedLogSource(PathSource):
     """Your own files, described by a YAML mapping (see ``datamodules.mapped_log``)."""
 
-    path: str
     name: str = "files"
+    data_hint: ClassVar[str] = "its mapping file (e.g. --data my_log.yaml)"
 
-    def load(self) -> SearchLog:
+    def read(self) -> SearchLog:
         from datamodules.mapped_log import read_mapped_log
 
         return read_mapped_log(self.path)
 
-    def describe(self) -> dict:
-        return {"dataset": self.name, "mapping": str(Path(self.path).resolve())}
-
 
 @dataclass
-class LetorSource:
+class LetorSource(PathSource):
     """A folder of LETOR / SVMlight files (see ``datamodules.letor``)."""
 
-    path: str
     name: str = "letor"
+    data_hint: ClassVar[str] = "its folder of train/vali/test files"
 
-    def load(self) -> SearchLog:
+    def read(self) -> SearchLog:
         from datamodules.letor import read_letor
 
         return read_letor(self.path)
 
-    def describe(self) -> dict:
-        return {"dataset": self.name, "path": str(Path(self.path).resolve())}
-
 
 @dataclass
-class EsciSource:
+class EsciSource(PathSource):
     """Amazon Shopping Queries, one locale and version (see ``datamodules.esci``)."""
 
-    path: str
     locale: str = "us"
     version: str = "small"
     gains: dict | None = None
     name: str = "esci"
-    notes: list = field(default_factory=list)
+    data_hint: ClassVar[str] = (
+        "the folder of its two Parquet files (e.g. --data esci-data/shopping_queries_dataset)"
+    )
 
     def __post_init__(self) -> None:
         from datamodules.esci import GAINS, LOCALES, VERSIONS, check_choice
@@ -123,32 +142,22 @@ class EsciSource:
         check_choice("version", self.version, tuple(VERSIONS))
         self.label_gains = label_gains("esci", GAINS, self.gains)  # checks them, too
 
-    def load(self) -> SearchLog:
+    def read(self) -> SearchLog:
         from datamodules.esci import read_esci
 
-        self.notes = []
-        search_log = read_esci(self.path, self.locale, self.version, self.gains, self.notes)
-        _warn(self.name, self.notes)
-        return search_log
+        return read_esci(self.path, self.locale, self.version, self.gains, self.notes)
 
-    def describe(self) -> dict:
-        return {
-            "dataset": self.name,
-            "path": str(Path(self.path).resolve()),
-            "locale": self.locale,
-            "version": self.version,
-            "gains": self.label_gains,
-        }
+    def options(self) -> dict:
+        return {"locale": self.locale, "version": self.version, "gains": self.label_gains}
 
 
 @dataclass
-class WandsSource:
+class WandsSource(PathSource):
     """Wayfair WANDS (see ``datamodules.wands``)."""
 
-    path: str
     gains: dict | None = None
     name: str = "wands"
-    notes: list = field(default_factory=list)
+    data_hint: ClassVar[str] = "its folder (e.g. --data WANDS/dataset)"
 
     def __post_init__(self) -> None:
         from datamodules.judged import label_gains
@@ -156,29 +165,26 @@ class WandsSource:
 
         self.label_gains = label_gains("wands", GAINS, self.gains)  # checks them, too
 
-    def load(self) -> SearchLog:
+    def read(self) -> SearchLog:
         from datamodules.wands import read_wands
 
-        self.notes = []
-        search_log = read_wands(self.path, self.gains, self.notes)
-        _warn(self.name, self.notes)
-        return search_log
+        return read_wands(self.path, self.gains, self.notes)
 
-    def describe(self) -> dict:
-        return {
-            "dataset": self.name,
-            "path": str(Path(self.path).resolve()),
-            "gains": self.label_gains,
-        }
+    def options(self) -> dict:
+        return {"gains": self.label_gains}
 
 
-def _warn(dataset: str, notes: list[str]) -> None:
-    """What an adapter dropped from the data, shown as it loads."""
-    for note in notes:
-        log.warning("%s: %s", dataset, note)
+PATH_SOURCES: dict[str, type[PathSource]] = {
+    "logdir": LogFolderSource,
+    "files": MappedLogSource,
+    "retrotech": RetroTechSource,
+    "letor": LetorSource,
+    "esci": EsciSource,
+    "wands": WandsSource,
+}
 
 
-DATASETS = ("simulator", "logdir", "files", "retrotech", "letor", "esci", "wands")
+DATASETS = ("simulator", *PATH_SOURCES)
 
 DATASET_OPTIONS = {
     "esci": {"locale": "us", "version": "small", "gains": None},
@@ -225,31 +231,7 @@ def make_source(
     options = dataset_options(dataset, options)
     if dataset == "simulator":
         return SimulatorSource(preset or "default", dict(overrides or {}), progress)
-    if dataset == "logdir":
-        if not path:
-            raise ValueError("dataset 'logdir' needs a path (--data PATH)")
-        return LogFolderSource(path)
-    if dataset == "files":
-        if not path:
-            raise ValueError("dataset 'files' needs its mapping file (--data my_log.yaml)")
-        return MappedLogSource(path)
-    if dataset == "letor":
-        if not path:
-            raise ValueError("dataset 'letor' needs its folder of train/vali/test files (--data)")
-        return LetorSource(path)
-    if dataset == "retrotech":
-        if not path:
-            raise ValueError("dataset 'retrotech' needs its folder (--data PATH)")
-        return RetroTechSource(path)
-    if dataset == "esci":
-        if not path:
-            raise ValueError(
-                "dataset 'esci' needs the folder of its two Parquet files "
-                "(--data esci-data/shopping_queries_dataset)"
-            )
-        return EsciSource(path, **options)
-    if dataset == "wands":
-        if not path:
-            raise ValueError("dataset 'wands' needs its folder (--data WANDS/dataset)")
-        return WandsSource(path, **options)
-    raise AssertionError(f"dataset {dataset!r} is listed but has no source")
+    source_class = PATH_SOURCES[dataset]
+    if not path:
+        raise ValueError(f"dataset {dataset!r} needs {source_class.data_hint} (--data PATH)")
+    return source_class(path, **options)
