@@ -88,10 +88,13 @@ class SearchLogDataModule(L.LightningDataModule):
             seed=self.config.split.seed,
             similarity=similarity,
         )
-        self._built.rows = self._sampled(self._built.rows)
+        unsampled = self._built.rows
+        self._built.rows = self._sampled(unsampled)
         self._log = search_log
         # The adapter's own notes (rows it dropped, ...) first, then what the log lacks.
         self.notes = [*getattr(self.source, "notes", []), *dataset_notes(search_log)]
+        if self.config.labels.sampling.enabled:
+            self.notes.append(sampling_note(unsampled, self._built.rows))
         self._assignment = assignment
         self._arrays = {name: self._split_arrays(name) for name in SPLITS}
         log.info(
@@ -278,6 +281,18 @@ def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
     if not columns:
         return np.zeros((rows.height, 0), dtype=dtype)
     return rows.select(columns).to_numpy().astype(dtype, copy=False)
+
+
+def sampling_note(before: pl.DataFrame, after: pl.DataFrame) -> str:
+    """How much of the training split behaviour-aware sampling kept."""
+    train_before = before.filter(pl.col("split") == "train")
+    train_after = after.filter(pl.col("split") == "train")
+    return (
+        f"models train on a sample: {train_after.height:,} of {train_before.height:,} training "
+        f"impressions in {train_after['request_id'].n_unique():,} of "
+        f"{train_before['request_id'].n_unique():,} requests (labels, features, validation "
+        "and test use every row)"
+    )
 
 
 def dataset_notes(search_log: SearchLog) -> list[str]:
