@@ -88,13 +88,12 @@ class SearchLogDataModule(L.LightningDataModule):
             seed=self.config.split.seed,
             similarity=similarity,
         )
-        unsampled = self._built.rows
-        self._built.rows = self._sampled(unsampled)
+        self._built.rows, sampled = self._sampled(self._built.rows)
         self._log = search_log
         # The adapter's own notes (rows it dropped, ...) first, then what the log lacks.
         self.notes = [*getattr(self.source, "notes", []), *dataset_notes(search_log)]
-        if self.config.labels.sampling.enabled:
-            self.notes.append(sampling_note(unsampled, self._built.rows))
+        if sampled:
+            self.notes.append(sampled)
         self._assignment = assignment
         self._arrays = {name: self._split_arrays(name) for name in SPLITS}
         log.info(
@@ -236,16 +235,16 @@ class SearchLogDataModule(L.LightningDataModule):
             labels = labels.with_columns(truth["true_relevance"])
         return labels
 
-    def _sampled(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Behaviour-aware sampling of the training rows (other splits stay whole)."""
+    def _sampled(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
+        """Behaviour-aware sampling of the training rows (other splits stay whole), and a
+        note of how much it kept (None when sampling is off)."""
         sampling = self.config.labels.sampling
         if not sampling.enabled:
-            return rows
+            return rows, None
         train = rows.filter(pl.col("split") == "train")
-        keep = sample_mask(train, sampling)
-        return pl.concat([train.filter(keep), rows.filter(pl.col("split") != "train")]).sort(
-            "request_id", maintain_order=True
-        )
+        kept = train.filter(sample_mask(train, sampling))
+        rows = pl.concat([kept, rows.filter(pl.col("split") != "train")])
+        return rows.sort("request_id", maintain_order=True), sampling_note(train, kept)
 
     def _split_arrays(self, split: str) -> SplitArrays:
         spec = self._built.spec
@@ -283,15 +282,12 @@ def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
     return rows.select(columns).to_numpy().astype(dtype, copy=False)
 
 
-def sampling_note(before: pl.DataFrame, after: pl.DataFrame) -> str:
-    """How much of the training split behaviour-aware sampling kept."""
-    train_before = before.filter(pl.col("split") == "train")
-    train_after = after.filter(pl.col("split") == "train")
+def sampling_note(train: pl.DataFrame, kept: pl.DataFrame) -> str:
+    """How much of the training rows ``train`` behaviour-aware sampling ``kept``."""
     return (
-        f"models train on a sample: {train_after.height:,} of {train_before.height:,} training "
-        f"impressions in {train_after['request_id'].n_unique():,} of "
-        f"{train_before['request_id'].n_unique():,} requests (labels, features, validation "
-        "and test use every row)"
+        f"models train on a sample: {kept.height:,} of {train.height:,} training impressions "
+        f"in {kept['request_id'].n_unique():,} of {train['request_id'].n_unique():,} requests "
+        "(labels, features, validation and test use every row)"
     )
 
 

@@ -5,7 +5,7 @@ Amazon Shopping Queries (ESCI), Wayfair WANDS)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -186,9 +186,17 @@ PATH_SOURCES: dict[str, type[PathSource]] = {
 
 DATASETS = ("simulator", *PATH_SOURCES)
 
+
+def _option_defaults(source_class: type[PathSource]) -> dict:
+    """A source's settings besides its path: the dataclass fields it adds to PathSource's."""
+    base = {f.name for f in fields(PathSource)}
+    return {f.name: f.default for f in fields(source_class) if f.name not in base}
+
+
 DATASET_OPTIONS = {
-    "esci": {"locale": "us", "version": "small", "gains": None},
-    "wands": {"gains": None},
+    dataset: defaults
+    for dataset, source_class in PATH_SOURCES.items()
+    if (defaults := _option_defaults(source_class))
 }
 """The ``dataset_options`` each dataset takes, with their defaults."""
 
@@ -209,11 +217,8 @@ def dataset_options(dataset: str, options: dict | None) -> dict:
             f"expected {', '.join(allowed)}"
         )
     options = {**allowed, **options}
-    # Building the source checks the values, before any data is read.
-    if dataset == "esci":
-        EsciSource("", **options)
-    if dataset == "wands":
-        WandsSource("", **options)
+    if allowed:  # building the source checks the values, before any data is read
+        PATH_SOURCES[dataset]("", **options)
     return options
 
 
