@@ -7,6 +7,9 @@ STAMP   := $(VENV)/.installed
 # torch is pinned exactly and installed first: 2.13.0 resolves to the local CPU build,
 # anything looser pulls a multi-GB CUDA build.
 TORCH   := torch==2.13.0
+# The reference environment: the exact version of every package, made by `make lock`
+# (pip-compile over pyproject.toml's ranges). Records store its hash.
+LOCK    := requirements.lock
 
 PRESET  ?= default
 MODELS  ?= xgboost tabnet ft_transformer dcn_v2 mmoe mtl_tinybert
@@ -17,16 +20,24 @@ ABLATE_ARGS ?=
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install bench ablate test lint clean
+.PHONY: install lock bench ablate test lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate the lock from pyproject.toml's ranges (then `make install` syncs the venv to it).
+lock:
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --extra dev \
+		--strip-extras --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
 
 bench: $(STAMP)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \

@@ -9,8 +9,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from datamodules.tables import LogValidationError
-
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -20,6 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        # Before polars, torch or XGBoost start their thread pools.
+        from datamodules.threads import resolve_threads, set_thread_env
+
+        set_thread_env(resolve_threads(_early_threads(args)))
+        from datamodules.tables import LogValidationError
+    except ValueError as error:
+        print(f"rankbench: error: {error}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args, argv)
     except (LogValidationError, ValueError, FileNotFoundError) as error:
@@ -31,6 +38,30 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _early_threads(args):
+    """The ``threads`` setting as the command line, then the config file, give it (checked
+    again with every other setting once the settings are loaded)."""
+    if getattr(args, "threads", None) is not None:
+        return args.threads
+    for assignment in reversed(getattr(args, "set", None) or []):
+        key, _, value = assignment.partition("=")
+        if key.strip() == "threads":
+            import yaml
+
+            return yaml.safe_load(value)
+    path = getattr(args, "config", None)
+    if path is not None and Path(path).is_file():
+        import yaml
+
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError:
+            return None  # reported with its file name when the settings are loaded
+        if isinstance(content, dict):
+            return content.get("threads")
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,6 +189,12 @@ def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
         help="the log's folder (logdir, retrotech, letor, esci, wands) or mapping file (files)",
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for torch, BLAS, polars and XGBoost (default: the cores this process "
+        "may use)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -182,9 +219,16 @@ def _simulate(args, argv) -> int:
 def _label(args, argv) -> int:
     from benchmarks.config import load_config
     from benchmarks.label_report import derive_for_config, write_label_report
+    from datamodules.threads import apply_threads, resolve_threads
 
-    overrides = {"dataset": args.dataset, "preset": args.preset, "data_path": args.data_path}
+    overrides = {
+        "dataset": args.dataset,
+        "preset": args.preset,
+        "data_path": args.data_path,
+        "threads": args.threads,
+    }
     config = load_config(args.config, overrides, args.set)
+    apply_threads(resolve_threads(config.get("threads")))
     out = args.out or Path(config["output"]) / "labels" / config["name"]
     run = derive_for_config(config, progress=not args.quiet)
     print(write_label_report(run, out, shlex.join(["rankbench", *argv])))
@@ -243,6 +287,7 @@ def _run_settings(args, models: list[str] | None = None) -> dict:
         "seeds": args.seeds,
         "name": args.name,
         "output": args.output,
+        "threads": args.threads,
     }
     config = load_config(args.config, overrides, args.set)
     if args.wandb:

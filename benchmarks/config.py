@@ -12,10 +12,13 @@ from datamodules import DataConfig, FeatureConfig, SplitConfig
 from datamodules.labels import LabelConfig
 from datamodules.sources import DATASET_OPTIONS, dataset_options, make_source
 from datamodules.text_encoding import EncoderConfig
+from datamodules.threads import resolve_threads
 from labeling.relevance import LabelingConfig
 from labeling.sampling import SamplingConfig
 
 DEFAULTS = Path(__file__).parent / "configs" / "bench.yaml"
+# The packaged models, in the packaged order: the order of a summary table's rows.
+DEFAULT_MODELS = tuple(yaml.safe_load(DEFAULTS.read_text())["models"])
 
 DATASET_DEFAULTS = {
     # ESCI's label gains (E 1.0, S 0.1, C 0.01, I 0) are the NDCG gains of its paper as they
@@ -79,6 +82,7 @@ def _check_types(config: dict) -> None:
     if not isinstance(config.get("model_config") or {}, dict):
         raise ValueError("model_config must map model names to their settings")
     dataset_options(config["dataset"], config.get("dataset_options"))
+    resolve_threads(config.get("threads"))
     ks = config["metrics"]["ks"]
     if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k > 0 for k in ks):
         raise ValueError("metrics.ks must be a list of positive integers, e.g. [1, 3, 5, 10]")

@@ -12,10 +12,13 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -169,6 +172,67 @@ def package_versions() -> dict:
     return versions
 
 
+LOCK_FILE = ROOT / "requirements.lock"
+
+
+@cache
+def lock_hash() -> str | None:
+    """The reference environment's identity: a hash of ``requirements.lock`` (None where the
+    suite runs without its repository, e.g. installed as a library)."""
+    if not LOCK_FILE.is_file():
+        return None
+    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()[:16]
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_versions(text: str) -> dict[str, str]:
+    """``name==version`` lines of a pip-compile lock (comments and options skipped)."""
+    pinned = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==", 1)
+            pinned[_normalised(name.split("[")[0].strip())] = version.split(";")[0].strip()
+    return pinned
+
+
+@cache
+def lock_differences() -> tuple[str, ...]:
+    """Installed packages whose version is not the lock's: ``name installed (lock x)``."""
+    if not LOCK_FILE.is_file():
+        return ()
+    differences = []
+    for name, locked in sorted(locked_versions(LOCK_FILE.read_text()).items()):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = "missing"
+        if installed != locked:
+            differences.append(f"{name} {installed} (lock {locked})")
+    if differences:
+        shown = ", ".join(differences[:8]) + (" ..." if len(differences) > 8 else "")
+        print(
+            f"rankbench: warning: {len(differences)} installed package(s) differ from "
+            f"requirements.lock: {shown}; run records note them (`make install` syncs)",
+            file=sys.stderr,
+        )
+    return tuple(differences)
+
+
+def environment(threads: int) -> dict:
+    """What a record needs to say about where it ran: the lock, how the installed packages
+    differ from it, the thread count and the Python version."""
+    return {
+        "lock": lock_hash(),
+        "lock_differences": list(lock_differences()),
+        "threads": threads,
+        "python": ".".join(map(str, sys.version_info[:3])),
+    }
+
+
 class PeakMemory:
     """Samples this process's resident memory in a thread; ``peak_mb`` after the block.
 
@@ -243,6 +307,26 @@ class RunStore:
         if record.get("per_query_sha256") != _file_sha256(self.queries_path(run_id)):
             return None  # the two files are not from the same run (a crash in between)
         return record
+
+    def scan(self) -> list[tuple[str, dict | None, str | None]]:
+        """Every record in the folder, by run id: ``(run_id, record, problem)``, where
+        ``problem`` says why it is not a finished run (None: it is one)."""
+        found = []
+        for path in sorted(self.folder.glob("*.json")):
+            run_id = path.name.removesuffix(".json")
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                found.append((run_id, None, "unreadable record"))
+                continue
+            queries = self.queries_path(run_id)
+            if not queries.exists():
+                found.append((run_id, record, "per-query file missing"))
+            elif record.get("per_query_sha256") != _file_sha256(queries):
+                found.append((run_id, record, "per-query file from another run"))
+            else:
+                found.append((run_id, record, None))
+        return found
 
     def write(self, record: dict, per_query: pl.DataFrame) -> None:
         run_id = record["run_id"]

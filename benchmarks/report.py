@@ -143,11 +143,13 @@ def _best_mean(table: pl.DataFrame, key: str) -> float | None:
 
 
 def format_cell(row: dict, key: str, best: float | None, alpha: float) -> str:
-    """``mean ± std``, bold where it is the ``best`` mean, ``*`` where p < alpha."""
+    """``mean ± std`` (the mean alone for one seed), bold where it is the ``best`` mean, ``*``
+    where p < alpha."""
     mean, std, p = row[f"{key}:mean"], row[f"{key}:std"], row[f"{key}:p"]
     if mean is None or np.isnan(mean):
         return "–"
-    text = f"{mean:.4f}" if row["reference"] else f"{mean:.4f} ± {std:.4f}"
+    one_value = row["reference"] or row.get("seeds", 2) < 2  # no spread to show
+    text = f"{mean:.4f}" if one_value else f"{mean:.4f} ± {std:.4f}"
     if not row["reference"] and best is not None and mean == best:
         text = f"**{text}**"
     if p is not None and p < alpha:

@@ -10,6 +10,7 @@ import datetime as dt
 import importlib
 import importlib.util
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from benchmarks.config import data_config, source_from_config
+from benchmarks.config import DEFAULT_MODELS, data_config, source_from_config
 from benchmarks.evaluation import evaluate_scores, reference_scores
 from benchmarks.plots import plot_summary
 from benchmarks.records import (
@@ -29,12 +30,15 @@ from benchmarks.records import (
     atomic_write_text,
     code_hash,
     config_hash,
+    environment,
     git_commit,
+    lock_hash,
     package_versions,
 )
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
 from benchmarks.wandb_logging import WandbLogger
 from datamodules import SearchLogDataModule
+from datamodules.threads import apply_threads, resolve_threads
 from models import create_ranker, get_ranker
 
 
@@ -45,6 +49,7 @@ class BenchmarkOutcome:
     markdown: str
     ran: list[str]
     skipped: list[str]
+    stale: list[str]  # "<run id>: <reasons>" of records the table shows apart
 
 
 def import_plugins(plugins: list[str]) -> None:
@@ -79,9 +84,11 @@ def prepare_datamodule(config: dict, progress: bool = True, echo=print) -> Searc
 def run_benchmark(
     config: dict, command: str, progress: bool = True, echo=print, rerun: bool = False
 ) -> BenchmarkOutcome:
-    """Run every model x seed; ``rerun`` retrains even where a matching record exists."""
+    """Run every model x seed; ``rerun`` retrains even where a matching record exists. The
+    summary is built from every valid record in the folder, not only this command's."""
     for model in config["models"]:
         get_ranker(model)  # fail fast on a misspelt model name, before any data work
+    apply_threads(resolve_threads(config.get("threads")))
     folder = Path(config["output"]) / config["name"]
     store = RunStore(folder / "runs")
     wandb = WandbLogger(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
@@ -106,17 +113,20 @@ def run_models(
     ``store``; returns the run ids (ran, skipped). A run whose record matches is skipped
     unless ``rerun``; ``log_run`` receives each new record (W&B)."""
     ran, skipped = [], []
+    threads = apply_threads(resolve_threads(config.get("threads")))
     runs = [(m, s) for m in config["models"] for s in config["seeds"]]
     for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
         run_id = f"{model}-seed{seed}"
         run_config = _run_config(config, datamodule, model)
         expected = config_hash(run_config)
         record = None if rerun else store.finished(run_id, expected)
-        if record and _same_run(record, datamodule):
+        if record and not stale_reasons(record, datamodule, config, threads):
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             skipped.append(run_id)
             continue
-        record = _run_one(datamodule, model, seed, run_config, expected, config, store, progress)
+        record = _run_one(
+            datamodule, model, seed, run_config, expected, config, store, threads, progress
+        )
         tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
         if log_run is not None:
             log_run(record)
@@ -135,14 +145,32 @@ def _run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> di
     }
 
 
-def _same_run(record: dict, datamodule: SearchLogDataModule) -> bool:
-    """Same data, split, code and package versions as the record: rerunning would redo it."""
-    return (
-        record.get("split_hash") == datamodule.split_hash
-        and record.get("dataset_fingerprint") == datamodule.fingerprint
-        and record.get("code_hash") == code_hash(get_ranker(record["model"]))
-        and record.get("packages") == package_versions()
-    )
+def stale_reasons(
+    record: dict, datamodule: SearchLogDataModule, config: dict, threads: int
+) -> list[str]:
+    """Why ``record`` is not what this code, data, config, lock and thread count would make
+    now (empty: it is valid, and rerunning would redo it)."""
+    try:
+        ranker = get_ranker(record.get("model", ""))
+    except ValueError:
+        return ["model not registered in this run (--import its plugin)"]
+    reasons = []
+    if record.get("config_hash") != config_hash(_run_config(config, datamodule, ranker.name)):
+        reasons.append("config")
+    if record.get("code_hash") != code_hash(ranker):
+        reasons.append("code")
+    if record.get("dataset_fingerprint") != datamodule.fingerprint:
+        reasons.append("data")
+    if record.get("split_hash") != datamodule.split_hash:
+        reasons.append("split")
+    made_in = record.get("environment") or {}
+    if made_in.get("lock") != lock_hash():
+        reasons.append("lock")
+    if record.get("packages") != package_versions():
+        reasons.append("packages")
+    if not ranker.thread_independent and made_in.get("threads") != threads:
+        reasons.append(f"threads ({made_in.get('threads')}; now {threads})")
+    return reasons
 
 
 def _run_one(
@@ -153,6 +181,7 @@ def _run_one(
     expected_hash: str,
     config: dict,
     store: RunStore,
+    threads: int,
     progress: bool = True,
 ) -> dict:
     L.seed_everything(seed, verbose=False)
@@ -179,6 +208,7 @@ def _run_one(
         "git": git_commit(),
         "code_hash": code_hash(type(ranker)),
         "packages": package_versions(),
+        "environment": environment(threads),
         "split_hash": datamodule.split_hash,
         "dataset_fingerprint": datamodule.fingerprint,
         "wall_time_s": {"fit": fit_time.seconds, "predict": predict_time.seconds},
@@ -209,27 +239,41 @@ def _report(
     ran: list[str],
     skipped: list[str],
 ) -> BenchmarkOutcome:
-    results = [model_result(store, model, config["seeds"]) for model in config["models"]]
+    threads = resolve_threads(config.get("threads"))
+    valid, stale = _sort_records(store, datamodule, config, threads)
+    models = sorted(valid, key=model_order)
+    seeds = {model: sorted(r["seed"] for r in valid[model]) for model in models}
+    results = [model_result(store, model, seeds[model]) for model in models]
+    uniform = len({tuple(s) for s in seeds.values()}) <= 1
+    if not uniform:  # say which seeds each row averages
+        for result in results:
+            result.name += f" (seeds {', '.join(map(str, seeds[result.name]))})"
     results += _reference_results(datamodule, config)
     labels = list(datamodule.arrays("test").labels)
     columns = table_columns(labels, tuple(config["metrics"]["ks"]))
     alpha = config["metrics"]["alpha"]
     table = summarise(results, columns, alpha)
     markdown = to_markdown(table, columns, alpha)
-    left_out = left_out_note(store, config)
+    first = valid[models[0]][0] if models else None
+    left_out = left_out_from(first) if first else ""
+    all_seeds = sorted({s for model_seeds in seeds.values() for s in model_seeds})
+    by_threads = any(not get_ranker(m).thread_independent for m in models)
+    over = f"seeds {', '.join(map(str, all_seeds))}" if uniform else "the seeds each row names"
     text = (
         "\n\n".join(
             [
                 f"# {config['name']}",
-                f"Reproduce with: `{command}`",
+                "Reproduce with: "
+                f"`{table_command(command, models, all_seeds, threads if by_threads else None)}`",
                 markdown,
-                f"Mean ± std over seeds {', '.join(map(str, config['seeds']))} on the test split "
+                f"Mean ± std over {over} on the test split "
                 f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
                 f"*: differs from the best model by a paired Wilcoxon signed-rank test over "
                 f"queries "
                 f"(p < {alpha}). `ref:` rows are model-free references. {left_out}",
-                f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}."
-                + _notes_line(datamodule),
+                f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
+                f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
+                *([stale_table(stale)] if stale else []),
             ]
         )
         + "\n"
@@ -250,7 +294,65 @@ def _report(
         ),
     )
     plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
-    return BenchmarkOutcome(folder, table, markdown + "\n\n" + left_out, ran, skipped)
+    stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
+    return BenchmarkOutcome(folder, table, markdown + "\n\n" + left_out, ran, skipped, stale_lines)
+
+
+def _sort_records(
+    store: RunStore, datamodule, config: dict, threads: int
+) -> tuple[dict[str, list[dict]], list[tuple[str, dict | None, list[str]]]]:
+    """Every record of the folder: valid ones by model, stale ones with their reasons."""
+    valid: dict[str, list[dict]] = {}
+    stale = []
+    for run_id, record, problem in store.scan():
+        reasons = [problem] if problem else stale_reasons(record, datamodule, config, threads)
+        if reasons:
+            stale.append((run_id, record, reasons))
+        else:
+            valid.setdefault(record["model"], []).append(record)
+    return valid, stale
+
+
+def model_order(model: str) -> tuple[int, str]:
+    """The packaged default models first, in their order; any other model after, by name."""
+    packaged = DEFAULT_MODELS
+    return (packaged.index(model) if model in packaged else len(packaged), model)
+
+
+def table_command(command: str, models: list[str], seeds: list[int], threads: int | None) -> str:
+    """The command that reproduces the whole table: ``command`` with its models, seeds and
+    thread count replaced by the table's (and without ``--rerun`` or ``--quiet``)."""
+    words = shlex.split(command)
+    dropped = {"--models": True, "--seeds": True, "--threads": True, "--rerun": False}
+    dropped |= {"--quiet": False, "--wandb": True}
+    kept, skipping = [], False
+    for word in words:
+        if word in dropped:
+            skipping = dropped[word]
+            continue
+        if skipping and not word.startswith("--"):
+            continue
+        skipping = False
+        kept.append(word)
+    kept += ["--models", *models] if models else []
+    kept += ["--seeds", *map(str, seeds)] if seeds else []
+    kept += ["--threads", str(threads)] if threads is not None else []
+    return shlex.join(kept)
+
+
+def stale_table(stale: list[tuple[str, dict | None, list[str]]]) -> str:
+    """Records this code, data, config, lock or thread count would not make again: shown
+    apart, never mixed into the table above; rerunning their model refreshes them."""
+    lines = [
+        "Stale records (not in the table above; rerun their model to refresh them):",
+        "",
+        "| run | why | made at |",
+        "|---|---|---|",
+    ]
+    for run_id, record, reasons in stale:
+        made = (record or {}).get("git", {}).get("commit") or ""
+        lines.append(f"| {run_id} | {', '.join(reasons)} | {made[:10]} |")
+    return "\n".join(lines)
 
 
 def _notes_line(datamodule) -> str:
@@ -299,11 +401,14 @@ def _reference_results(datamodule, config: dict) -> list[ModelResult]:
 
 def left_out_note(store: RunStore, config: dict) -> str:
     """How many test queries each label leaves out (no positive label), from the first run."""
-    first = json.loads(
-        store.record_path(f"{config['models'][0]}-seed{config['seeds'][0]}").read_text()
-    )
+    first = f"{config['models'][0]}-seed{config['seeds'][0]}"
+    return left_out_from(json.loads(store.record_path(first).read_text()))
+
+
+def left_out_from(record: dict) -> str:
+    """How many test queries each label of ``record`` leaves out (no positive label)."""
     parts = []
-    for label, metrics in first["metrics"].items():
+    for label, metrics in record["metrics"].items():
         name = next((n for n in metrics if n.startswith("ndcg@")), "mrr")
         if name in metrics and "left_out" in metrics[name]:
             total = metrics[name]["left_out"] + metrics[name]["counted"]

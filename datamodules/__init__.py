@@ -1,22 +1,29 @@
-"""Data: loading and validating logs, the simulator, features, splits and batches."""
+"""Data: loading and validating logs, the simulator, features, splits and batches.
 
-from datamodules.batches import RankingBatch, SplitArrays
-from datamodules.features import FeatureConfig, FeatureSpec
-from datamodules.labels import LabelConfig
-from datamodules.search_log import DataConfig, SearchLogDataModule
-from datamodules.splits import SplitConfig
-from datamodules.tables import LogValidationError, SearchLog, Truth
+The names below are imported on first use, so that ``datamodules.threads`` (read before
+polars and torch start their thread pools) and the command line's help stay light.
+"""
 
-__all__ = [
-    "DataConfig",
-    "FeatureConfig",
-    "FeatureSpec",
-    "LabelConfig",
-    "LogValidationError",
-    "RankingBatch",
-    "SearchLog",
-    "SearchLogDataModule",
-    "SplitArrays",
-    "SplitConfig",
-    "Truth",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "RankingBatch": "datamodules.batches",
+    "SplitArrays": "datamodules.batches",
+    "FeatureConfig": "datamodules.features",
+    "FeatureSpec": "datamodules.features",
+    "LabelConfig": "datamodules.labels",
+    "DataConfig": "datamodules.search_log",
+    "SearchLogDataModule": "datamodules.search_log",
+    "SplitConfig": "datamodules.splits",
+    "LogValidationError": "datamodules.tables",
+    "SearchLog": "datamodules.tables",
+    "Truth": "datamodules.tables",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'datamodules' has no attribute {name!r}")

@@ -11,10 +11,17 @@ A text is tokenized (truncated to ``EncoderConfig.max_length`` tokens, default 3
 titles are short), run through a BERT-style ``transformers.AutoModel`` in eval mode under
 ``torch.inference_mode``, and its last hidden state is mean-pooled over the attention mask,
 as sentence-transformers does for all-MiniLM-L6-v2. Vectors are float32 and are *not*
-L2-normalized (:func:`cosine_similarity` normalizes). Texts are sorted by length before
-batching (less padding) and results come back in input order; padding does not change a
-text's vector (up to float noise, < 1e-5), so the result of a text does not depend on which
-other texts it is encoded with. Each unique text is encoded once, per call and across runs.
+L2-normalized (:func:`cosine_similarity` normalizes). Each unique text is encoded once, per
+call and across runs.
+
+A text's vector is the same bits whatever else was encoded with it or before it, and whatever
+the thread setting: each text runs through the model alone (no padding, no other rows) on one
+thread (a batch's padding, its size and a multi-threaded matrix product each change the last
+bits of a vector, and through it the similarity features, the labels and the dataset
+fingerprint). Measured on 2 cores with all-MiniLM-L6-v2: about 75 texts/s against 330-400
+texts/s batched (``benchmarks/scripts/bench_text_encoding.py``); the cache pays it once per
+machine. Bits are stable on one CPU instruction set: another kind of processor may differ in
+the last bits.
 
 The encoder is a setting (``EncoderConfig.name``)
 ------------------------------------------------
@@ -55,8 +62,7 @@ Cache layout and key
   and of the tokenizer files, and the weight files: their size (packaged model: plus the
   package version), their content-addressed blob name (hub cache) or size and mtime (local
   folder). Changing the encoder, its weights, its tokenizer or ``max_length`` gives a new
-  folder, so a stale vector is never served. ``batch_size`` and ``device`` are not part of it
-  (they change results only by float noise).
+  folder, so a stale vector is never served. ``device`` is not part of it.
 * A **text's key** is ``blake2b(text.encode("utf-8"), digest_size=16)``: the exact text, no
   normalization.
 * Shards are written to a hidden temp file, fsynced and moved into place with
@@ -99,7 +105,7 @@ PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_ALIASES = (PACKAGED_NAME, PACKAGED_HUB_ID)
 CACHE_ENV = "RANKBENCH_CACHE"
 DEFAULT_CACHE_DIR = ".rankbench_cache/embeddings"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: one text per forward pass, on one thread (bit-stable vectors)
 POOLING = "mean"
 KEY_BYTES = 16
 SHARD_ROWS = 16_384  # a long encode writes a shard every this many new texts
@@ -123,11 +129,10 @@ _NOT_WEIGHTS = {"training_args.bin", "optimizer.bin", "scheduler.bin"}
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Which encoder, how texts are cut and batched, and where vectors are cached."""
+    """Which encoder, how texts are cut, and where vectors are cached."""
 
     name: str = PACKAGED_NAME  # packaged default; or a hub id, or a local folder
     max_length: int = 32  # tokens, [CLS] and [SEP] included; longer texts are truncated
-    batch_size: int = 128
     cache_dir: str | None = None  # None -> $RANKBENCH_CACHE or .rankbench_cache/embeddings
     device: str = "cpu"
 
@@ -136,8 +141,6 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.name must be a non-empty string, got {self.name!r}")
         if self.max_length < 2:
             raise ValueError(f"EncoderConfig.max_length must be >= 2, got {self.max_length}")
-        if self.batch_size < 1:
-            raise ValueError(f"EncoderConfig.batch_size must be >= 1, got {self.batch_size}")
 
 
 def default_cache_dir() -> Path:
@@ -353,7 +356,7 @@ class TextEncoder:
     ``stats`` counts, over this instance's life: ``texts_requested`` (inputs, duplicates
     included), ``unique_texts`` (distinct texts per call, summed), ``cache_hits`` (of those,
     served from the cache), ``texts_encoded`` (run through the model), ``forward_calls``
-    (model batches), ``shards_written`` and ``shards_read``.
+    (model forward passes, one per text), ``shards_written`` and ``shards_read``.
     """
 
     def __init__(self, config: EncoderConfig = EncoderConfig()):  # noqa: B008 (frozen)
@@ -618,15 +621,12 @@ class TextEncoder:
 
         model, tokenizer = self.model, self.tokenizer
         accepted = set(tokenizer.model_input_names)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        size = self.config.batch_size
-        starts = range(0, len(order), size)
         pending_keys: list[bytes] = []
         pending_vectors: list[np.ndarray] = []
 
         def flush():
             if pending_keys:
-                vectors = np.concatenate(pending_vectors)
+                vectors = np.stack(pending_vectors)
                 keys_array = np.frombuffer(b"".join(pending_keys), dtype=np.uint8)
                 self._write_shard(keys_array.reshape(-1, KEY_BYTES), vectors)
                 self._append(pending_keys, vectors)
@@ -635,30 +635,35 @@ class TextEncoder:
                 pending_vectors.clear()
 
         bar = tqdm(
-            starts,
-            total=len(starts),
+            range(len(texts)),
             desc=f"encoding {len(texts):,} texts ({self.config.name})",
-            unit="batch",
+            unit="text",
             disable=not progress,
+            mininterval=1.0,
         )
-        with torch.inference_mode():
-            for start in bar:
-                batch_ids = order[start : start + size]
-                batch = tokenizer(
-                    [texts[i] for i in batch_ids],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                inputs = {k: v.to(self.config.device) for k, v in batch.items() if k in accepted}
-                hidden = model(**inputs).last_hidden_state
-                pooled = mean_pool(hidden, inputs["attention_mask"])
-                pending_vectors.append(pooled.float().cpu().numpy())
-                pending_keys.extend(keys[i] for i in batch_ids)
-                self.stats["forward_calls"] += 1
-                if len(pending_keys) >= SHARD_ROWS:
-                    flush()
+        # One text per forward pass on one thread: with no padding and no other rows in the
+        # batch, and no thread-count-dependent split of the matrix products, a text's vector
+        # is the same bits whatever else is encoded with it or before it, on any core count.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                for i in bar:
+                    batch = tokenizer(
+                        [texts[i]], truncation=True, max_length=self.max_length, return_tensors="pt"
+                    )
+                    inputs = {
+                        k: v.to(self.config.device) for k, v in batch.items() if k in accepted
+                    }
+                    hidden = model(**inputs).last_hidden_state
+                    pooled = mean_pool(hidden, inputs["attention_mask"])
+                    pending_vectors.append(pooled[0].float().cpu().numpy())
+                    pending_keys.append(keys[i])
+                    self.stats["forward_calls"] += 1
+                    if len(pending_keys) >= SHARD_ROWS:
+                        flush()
+        finally:
+            torch.set_num_threads(threads)
         flush()
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

@@ -26,6 +26,10 @@ class Ranker(ABC):
     name: ClassVar[str] = ""
     # Hyperparameters with their defaults; a config may override any of them, and only them.
     default_config: ClassVar[dict[str, Any]] = {}
+    # True where the scores are the same bits at any thread count (tested in
+    # tests/models/test_thread_independence.py); otherwise records are reused only at the
+    # thread count that made them.
+    thread_independent: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any] | None = None, seed: int = 0):
         config = dict(config or {})

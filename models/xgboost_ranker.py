@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import xgboost as xgb
 
+from datamodules.threads import current_threads
 from models.base import Ranker, register
 
 
 @register("xgboost")
 class XGBoostRanker(Ranker):
+    thread_independent = True  # hist trees: the same model at any n_jobs
     # XGBoost's defaults (learning rate 0.3 lowered to 0.1 for a smoother early stop), with
     # up to 1000 rounds stopped on the validation split's NDCG@10.
     default_config = {
@@ -24,7 +24,7 @@ class XGBoostRanker(Ranker):
         "colsample_bytree": 1.0,
         "reg_lambda": 1.0,
         "early_stopping_rounds": 50,
-        "n_jobs": 0,  # 0 = all cores
+        "n_jobs": None,  # None: the run's thread setting (`threads`)
     }
 
     def fit(self, datamodule) -> None:
@@ -36,7 +36,7 @@ class XGBoostRanker(Ranker):
             raise ValueError(
                 f"xgboost: target {target!r} is not a training task; tasks: {', '.join(spec.tasks)}"
             )
-        n_jobs = config.pop("n_jobs") or os.cpu_count()
+        n_jobs = config.pop("n_jobs") or current_threads()
         self.model = xgb.XGBRanker(
             objective="rank:ndcg",
             eval_metric="ndcg@10",

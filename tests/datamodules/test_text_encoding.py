@@ -126,19 +126,25 @@ def test_shape_dtype_order_and_lazy_load(encoder_config, tiny_bert):
     assert resolve_encoder(str(tiny_bert)) == str(tiny_bert.resolve())
 
 
-def test_padding_and_batch_composition_do_not_change_vectors(tiny_bert, tmp_path):
+def test_a_vector_is_the_same_bits_whatever_else_is_encoded_and_at_any_thread_count(
+    tiny_bert, tmp_path
+):
     alone = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=str(tmp_path / "a")))
-    mixed = TextEncoder(
-        EncoderConfig(name=str(tiny_bert), cache_dir=str(tmp_path / "b"), batch_size=3)
-    )
+    mixed = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=str(tmp_path / "b")))
     one = alone.encode(["grey couch"])[0]
     batch = [LONG, "red shoes " * 3, "grey couch", LONG + " x", "desk"]
-    together = mixed.encode(batch)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2 if threads == 1 else 1)
+        together = mixed.encode(batch)
+    finally:
+        torch.set_num_threads(threads)
     assert mixed.stats["texts_encoded"] == 5
-    np.testing.assert_allclose(together[2], one, atol=1e-5)
+    np.testing.assert_array_equal(together[2], one)
+    assert torch.get_num_threads() == threads  # the encoder's one thread is not left behind
     np.testing.assert_allclose(one, _direct(tiny_bert, "grey couch"), atol=1e-5)
     # truncated to max_length: extra words past 32 tokens do not matter
-    np.testing.assert_allclose(together[0], together[3], atol=1e-5)
+    np.testing.assert_array_equal(together[0], together[3])
 
 
 def test_duplicates_are_encoded_once(encoder_config, forward_calls):
@@ -183,7 +189,7 @@ def test_identity_changes_with_settings_and_weights(tiny_bert, tmp_path, forward
     cache = str(tmp_path / "cache")
     base = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=cache))
     base_vectors = base.encode(TEXTS)
-    same = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=cache, batch_size=2))
+    same = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=cache, device="cpu"))
     assert same.identity == base.identity  # batch size does not change vectors
 
     short = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=cache, max_length=4))
@@ -250,11 +256,9 @@ def test_crash_while_writing_leaves_no_shard(encoder_config, monkeypatch):
 def test_long_encodes_write_shards_and_many_shards_are_merged(encoder_config, monkeypatch):
     monkeypatch.setattr(te, "SHARD_ROWS", 2)
     monkeypatch.setattr(te, "MAX_SHARDS", 2)
-    encoder = TextEncoder(
-        EncoderConfig(name=encoder_config.name, cache_dir=encoder_config.cache_dir, batch_size=2)
-    )
+    encoder = TextEncoder(encoder_config)
     vectors = encoder.encode(TEXTS)
-    assert encoder.stats["shards_written"] == 4  # one per batch of 2
+    assert encoder.stats["shards_written"] == 4  # one per 2 texts
     assert len(list(encoder.cache_path.glob("shard-*.npz"))) == encoder.stats["shards_written"]
 
     merged = TextEncoder(encoder_config)
@@ -308,8 +312,6 @@ def test_unknown_encoder_is_one_clear_error(name, message, tmp_path, empty_hub_c
 def test_bad_settings_and_inputs(encoder_config):
     with pytest.raises(ValueError, match="max_length"):
         EncoderConfig(max_length=1)
-    with pytest.raises(ValueError, match="batch_size"):
-        EncoderConfig(batch_size=0)
     with pytest.raises(TypeError, match="must be strings"):
         TextEncoder(encoder_config).encode(["ok", None])
 
