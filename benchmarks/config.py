@@ -81,11 +81,27 @@ def _check_types(config: dict) -> None:
         raise ValueError("seeds must be a list of integers, e.g. [0, 1, 2]")
     if not isinstance(config.get("model_config") or {}, dict):
         raise ValueError("model_config must map model names to their settings")
+    check_model_settings(config.get("model_config") or {})
     dataset_options(config["dataset"], config.get("dataset_options"))
     resolve_threads(config.get("threads"))
     ks = config["metrics"]["ks"]
     if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k > 0 for k in ks):
         raise ValueError("metrics.ks must be a list of positive integers, e.g. [1, 3, 5, 10]")
+
+
+def check_model_settings(model_config: dict) -> None:
+    """Every model named under ``model_config`` is registered and every setting is one it
+    has, of its type: one-line errors before any data work."""
+    from models import REGISTRY, get_ranker
+
+    for name, settings in model_config.items():
+        if name not in REGISTRY:
+            raise ValueError(
+                f"model_config.{name}: unknown model; registered: {', '.join(sorted(REGISTRY))}"
+            )
+        if not isinstance(settings or {}, dict):
+            raise ValueError(f"model_config.{name} must be a mapping of settings")
+        get_ranker(name)(settings or {})  # unknown settings and wrong types raise here
 
 
 def default_name(config: dict) -> str:

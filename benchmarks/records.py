@@ -284,6 +284,9 @@ def _file_sha256(path: Path) -> str:
 class RunStore:
     """The folder of one benchmark's run records."""
 
+    # What :meth:`scan` says of a record that is not a finished run.
+    UNFINISHED = ("unreadable record", "per-query file missing", "per-query file from another run")
+
     def __init__(self, folder: Path):
         self.folder = Path(folder)
 

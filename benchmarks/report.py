@@ -46,6 +46,8 @@ class ModelResult:
     per_query: pl.DataFrame
     fit_seconds: list[float]
     peak_mb: list[float]
+    # A record this code, data or settings would not make again: shown, never best or tested.
+    stale: bool = False
 
 
 def summarise(
@@ -64,6 +66,7 @@ def summarise(
         row = {
             "model": result.name,
             "reference": result.reference,
+            "stale": result.stale,
             "seeds": len(result.fit_seconds) if not result.reference else 0,
         }
         for column in columns:
@@ -85,7 +88,7 @@ def _named(results: list[ModelResult], name: str) -> ModelResult:
 
 
 def _best_model(results: list[ModelResult], column: Column) -> ModelResult | None:
-    candidates = [r for r in results if not r.reference and column.key in r.values]
+    candidates = [r for r in results if not (r.reference or r.stale) and column.key in r.values]
     if not candidates:
         return None
     return max(candidates, key=lambda r: np.mean(r.values[column.key]))
@@ -100,6 +103,7 @@ def _p_values(
         if (
             baseline is None
             or result is baseline
+            or result.stale
             or column.key not in result.per_query.columns
             or column.key not in baseline.per_query.columns
         ):
@@ -138,7 +142,8 @@ def to_markdown(table: pl.DataFrame, columns: list[Column], alpha: float = 0.05)
 
 
 def _best_mean(table: pl.DataFrame, key: str) -> float | None:
-    models = table.filter(~pl.col("reference"))[f"{key}:mean"].drop_nans().drop_nulls()
+    models = table.filter(~pl.col("reference") & ~pl.col("stale"))[f"{key}:mean"]
+    models = models.drop_nans().drop_nulls()
     return float(models.max()) if len(models) else None
 
 
@@ -150,7 +155,7 @@ def format_cell(row: dict, key: str, best: float | None, alpha: float) -> str:
         return "–"
     one_value = row["reference"] or row.get("seeds", 2) < 2  # no spread to show
     text = f"{mean:.4f}" if one_value else f"{mean:.4f} ± {std:.4f}"
-    if not row["reference"] and best is not None and mean == best:
+    if not (row["reference"] or row.get("stale")) and best is not None and mean == best:
         text = f"**{text}**"
     if p is not None and p < alpha:
         text += " *"

@@ -248,6 +248,7 @@ def _report(
     if not uniform:  # say which seeds each row averages
         for result in results:
             result.name += f" (seeds {', '.join(map(str, seeds[result.name]))})"
+    results += _stale_results(store, stale)
     results += _reference_results(datamodule, config)
     labels = list(datamodule.arrays("test").labels)
     columns = table_columns(labels, tuple(config["metrics"]["ks"]))
@@ -313,6 +314,26 @@ def _sort_records(
     return valid, stale
 
 
+def _stale_results(store: RunStore, stale) -> list[ModelResult]:
+    """One row per model and reason of the stale records that can still be read: a committed
+    table never shrinks; it says which rows this code, data or settings would not make."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for _, record, reasons in stale:
+        if record is not None and "model" in record and not _unreadable(reasons):
+            groups.setdefault((record["model"], ", ".join(reasons)), []).append(record["seed"])
+    rows = []
+    for (model, why), seeds in sorted(groups.items(), key=lambda g: model_order(g[0][0])):
+        result = model_result(store, model, sorted(seeds))
+        result.name = f"{model} (stale: {why}; seeds {', '.join(map(str, sorted(seeds)))})"
+        result.stale = True
+        rows.append(result)
+    return rows
+
+
+def _unreadable(reasons: list[str]) -> bool:
+    return any(r in RunStore.UNFINISHED for r in reasons)
+
+
 def model_order(model: str) -> tuple[int, str]:
     """The packaged default models first, in their order; any other model after, by name."""
     packaged = DEFAULT_MODELS
@@ -341,10 +362,12 @@ def table_command(command: str, models: list[str], seeds: list[int], threads: in
 
 
 def stale_table(stale: list[tuple[str, dict | None, list[str]]]) -> str:
-    """Records this code, data, config, lock or thread count would not make again: shown
-    apart, never mixed into the table above; rerunning their model refreshes them."""
+    """Records this code, data, config, lock or thread count would not make again, one by
+    one: their rows above are marked stale and never best or tested; rerunning their model
+    refreshes them."""
     lines = [
-        "Stale records (not in the table above; rerun their model to refresh them):",
+        "Stale records (rows marked stale above: never best, never tested; rerun their model "
+        "to refresh them):",
         "",
         "| run | why | made at |",
         "|---|---|---|",

@@ -57,6 +57,7 @@ class WandbLogger:
             {
                 "model": record["model"],
                 "seed": record["seed"],
+                "environment": record.get("environment", {}),
                 **record["config"],
                 **(extra_config or {}),
             },

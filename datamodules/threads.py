@@ -8,8 +8,12 @@ whose numbers depend on it (torch's threaded matrix products and reductions) is 
 at the same count; XGBoost's hist trees and the data preparation give the same bits at any
 count (tested).
 
-Threads wait passively (``OMP_WAIT_POLICY=PASSIVE``): an OpenMP thread spinning for work on
-a core another job holds slowed an XGBoost fit 30x on a busy 2-core machine.
+Idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, where the
+environment does not say otherwise). On a 2-core machine with another training job running,
+spinning threads made an XGBoost fit 14-24x and a DCN-V2 fit 6-10x slower than on the idle
+machine; sleeping ones kept both within 1.4x. The price is paid on an idle machine: small
+fits took 1.4-2x longer than with spinning threads (``benchmarks/scripts/bench_threads.py``;
+``OMP_WAIT_POLICY=ACTIVE`` brings spinning back on a machine of one's own).
 """
 
 from __future__ import annotations

@@ -39,7 +39,11 @@ class Ranker(ABC):
                 f"{self.name or type(self).__name__}: unknown setting(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(self.default_config)) or 'none'}"
             )
-        self.config = {**self.default_config, **config}
+        checked = {
+            k: _typed(self.name or type(self).__name__, k, v, self.default_config[k])
+            for k, v in config.items()
+        }
+        self.config = {**self.default_config, **checked}
         self.seed = seed
         # Whatever the model wants recorded about its training (best iteration, epochs, ...).
         self.training_summary: dict[str, Any] = {}
@@ -55,6 +59,39 @@ class Ranker(ABC):
     def predict_tasks(self, datamodule, split: str) -> dict[str, np.ndarray]:
         """Scores per task; single-task rankers score only ``relevance``."""
         return {"relevance": self.predict(datamodule, split)}
+
+
+def _typed(model: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` checked against the type of its default (numbers written ``1e-4``, which
+    YAML reads as text, become numbers); one-line error naming the setting otherwise."""
+    where = f"model_config.{model}.{key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, not {value!r}")
+    elif isinstance(default, int | float) and value is not None:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value) if isinstance(default, float) else int(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            kind = "a number" if isinstance(default, float) else "a whole number"
+            raise ValueError(f"{where} must be {kind}, not {value!r}")
+        if isinstance(default, int) and number != int(number):
+            raise ValueError(f"{where} must be a whole number, not {value!r}")
+        return float(number) if isinstance(default, float) else int(number)
+    elif isinstance(default, int | float):
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    elif value is None:
+        return value  # "off" for the settings that take it (activations, low rank, mixes)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{where} must be text, not {value!r}")
+    elif isinstance(default, dict) and not isinstance(value, dict):
+        raise ValueError(f"{where} must be a mapping, e.g. {{relevance: 1.0}}, not {value!r}")
+    elif isinstance(default, list | tuple) and not isinstance(value, list | tuple):
+        raise ValueError(f"{where} must be a list, e.g. [64, 32], not {value!r}")
+    return value
 
 
 def register(name: str):

@@ -23,6 +23,7 @@ RECORD_FIELDS = {
     "config_hash",
     "git",
     "packages",
+    "environment",
     "split_hash",
     "dataset_fingerprint",
     "wall_time_s",
@@ -278,6 +279,10 @@ def test_bad_log_folder_is_a_one_line_error(tmp_path, capsys):
         (["--set", "simulator.positon_bias=2"], "simulator settings"),
         (["--set", "model_config.xgboost.target=true_relevance"], "not a training task"),
         (["--set", "data.split.by=[oops"], "not valid YAML"),
+        (["--set", "model_config.dcn_v2.max_epochs=abc"], "max_epochs must be a whole number"),
+        (["--set", "model_config.xgbost.max_depth=3"], "model_config.xgbost: unknown model"),
+        (["--set", "model_config.mmoe.task_weights=3"], "task_weights must be a mapping"),
+        (["--threads", "0"], "threads must be from 1 to"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):

@@ -39,3 +39,18 @@ def test_register_rejects_name_clashes_and_non_rankers():
         register("xgboost")(_Constant)
     with pytest.raises(TypeError):
         register("not_a_ranker")(dict)
+
+
+def test_settings_are_checked_against_their_defaults_types():
+    ranker = create_ranker("dcn_v2", {"lr": "1e-4", "max_epochs": 2.0, "low_rank": 16})
+    assert ranker.config["lr"] == 1e-4 and isinstance(ranker.config["lr"], float)
+    assert ranker.config["max_epochs"] == 2 and isinstance(ranker.config["max_epochs"], int)
+    for bad, message in [
+        ({"lr": "fast"}, "model_config.dcn_v2.lr must be a number, not 'fast'"),
+        ({"max_epochs": 2.5}, "must be a whole number"),
+        ({"patience": True}, "must be a whole number"),
+        ({"structure": 3}, "must be text"),
+        ({"deep_layers": 64}, "must be a list"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            create_ranker("dcn_v2", bad)

@@ -1,0 +1,95 @@
+"""The committed small reference, ``results/simulator-ci/``, recomputed from nothing: any drift
+of the environment, the embedding cache or the code's numerics fails here first."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from benchmarks.cli import main
+from datamodules.threads import available_cores
+
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "simulator-ci"
+
+
+def _command() -> list[str]:
+    """The reference's own command, from its summary (the words after ``rankbench``)."""
+    line = next(
+        line
+        for line in (REFERENCE / "summary.md").read_text().splitlines()
+        if line.startswith("Reproduce with: ")
+    )
+    return shlex.split(line.split("`")[1])[1:]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One embedding cache for this module: cold for the first test that fills it."""
+    return tmp_path_factory.mktemp("cold-cache")
+
+
+def _records(folder: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))}
+
+
+def _run(out: Path, *extra: str) -> int:
+    return main([*_command(), "--out", str(out), "--wandb", "disabled", "--quiet", *extra])
+
+
+def test_the_reference_names_xgboost_and_a_neural_model_on_the_ci_preset():
+    command = _command()
+    assert command[:1] == ["bench"] and "ci" in command
+    assert set(_records(REFERENCE)) == {"xgboost-seed0", "mmoe-seed0"}
+
+
+def test_a_cold_cache_recomputes_the_committed_metrics_exactly(tmp_path, monkeypatch, cache):
+    assert not any(cache.iterdir())
+    monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
+    assert _run(tmp_path, "--rerun") == 0
+    committed, fresh = _records(REFERENCE), _records(tmp_path / "simulator-ci")
+    assert set(fresh) == set(committed)
+    for run_id, record in committed.items():
+        again = fresh[run_id]
+        assert again["dataset_fingerprint"] == record["dataset_fingerprint"], run_id
+        assert again["split_hash"] == record["split_hash"], run_id
+        assert again["metrics"] == record["metrics"], run_id
+        name = f"{run_id}.queries.parquet"
+        queries = pl.read_parquet(REFERENCE / "runs" / name)
+        assert pl.read_parquet(tmp_path / "simulator-ci" / "runs" / name).equals(queries), run_id
+
+
+def test_the_committed_records_are_reused_and_the_table_is_unchanged(
+    tmp_path, capsys, monkeypatch, cache
+):
+    monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
+    shutil.copytree(REFERENCE, tmp_path / "simulator-ci", ignore=shutil.ignore_patterns("wandb"))
+    capsys.readouterr()
+    assert _run(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "done " not in out, "a committed record was not reused: regenerate the reference"
+    assert out.count("skip ") == 2
+
+    def table(folder: Path) -> list[str]:
+        return [
+            line
+            for line in (folder / "summary.md").read_text().splitlines()
+            if not line.startswith("Reproduce with")
+        ]
+
+    assert table(tmp_path / "simulator-ci") == table(REFERENCE)
+    for name in ("summary.csv", "dataset.json", "ndcg.png"):
+        assert (tmp_path / "simulator-ci" / name).read_bytes() == (REFERENCE / name).read_bytes()
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
+def test_xgboost_is_reused_at_another_thread_count(tmp_path, capsys, monkeypatch, cache):
+    monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
+    shutil.copytree(REFERENCE, tmp_path / "simulator-ci", ignore=shutil.ignore_patterns("wandb"))
+    capsys.readouterr()
+    assert _run(tmp_path, "--models", "xgboost", "--threads", "2") == 0
+    assert "skip xgboost-seed0" in capsys.readouterr().out

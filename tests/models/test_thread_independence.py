@@ -1,0 +1,35 @@
+"""Models that declare ``thread_independent`` give the same bits at any thread count: their
+records are reused whatever ``threads`` a later run has."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.threads import apply_threads, available_cores, current_threads
+from models import REGISTRY, create_ranker
+
+FAST = {"xgboost": {"n_estimators": 30}}
+DECLARED = sorted(name for name, cls in REGISTRY.items() if cls.thread_independent)
+
+
+def test_xgboost_is_declared_thread_independent():
+    assert "xgboost" in DECLARED
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
+@pytest.mark.parametrize("model", DECLARED)
+def test_scores_are_the_same_bits_at_one_and_two_threads(datamodule, model):
+    before = current_threads()
+    scores = {}
+    try:
+        for threads in (1, 2):
+            apply_threads(threads)
+            assert torch.get_num_threads() == threads
+            ranker = create_ranker(model, FAST.get(model, {}), seed=0)
+            ranker.fit(datamodule)
+            scores[threads] = ranker.predict(datamodule, "test")
+    finally:
+        apply_threads(before)
+    np.testing.assert_array_equal(scores[1], scores[2])
