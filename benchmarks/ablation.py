@@ -282,6 +282,15 @@ def run_ablation(
             done, kept = run_models(
                 datamodule, configs[name], store, _wandb_run_logger(wandb, name), progress, rerun
             )
+            failed = store.failures()
+            if failed:
+                raise ValueError(
+                    f"variant {name}: "
+                    + "; ".join(
+                        f"{f['run_id']} failed at {f['stage']}: {f['error']}" for f in failed
+                    )
+                    + " (the finished runs are kept)"
+                )
             ran += [f"{name}/{run}" for run in done]
             skipped += [f"{name}/{run}" for run in kept]
         del datamodule  # free it before the next group's is built

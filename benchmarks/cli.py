@@ -246,6 +246,12 @@ def _bench(args, argv) -> int:
     print(outcome.markdown)
     print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
     _print_wandb_folder(config, outcome.folder)
+    if outcome.failed:
+        print(
+            f"rankbench: {len(outcome.failed)} run(s) failed: {'; '.join(outcome.failed)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

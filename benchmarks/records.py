@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -292,6 +293,33 @@ class RunStore:
 
     def record_path(self, run_id: str) -> Path:
         return self.folder / f"{run_id}.json"
+
+    def failure_path(self, run_id: str) -> Path:
+        return self.folder / "failed" / f"{run_id}.json"
+
+    @property
+    def scratch(self) -> Path:
+        """Checkpoints of runs in progress; what a killed run left is removed next time."""
+        return self.folder.parent / "scratch"
+
+    def clear_scratch(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def write_failure(self, failure: dict) -> None:
+        atomic_write_text(self.failure_path(failure["run_id"]), json.dumps(failure, indent=2))
+
+    def clear_failure(self, run_id: str) -> None:
+        self.failure_path(run_id).unlink(missing_ok=True)
+
+    def failures(self) -> list[dict]:
+        """The failure records of runs that have not succeeded since."""
+        found = []
+        for path in sorted((self.folder / "failed").glob("*.json")):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return found
 
     def queries_path(self, run_id: str) -> Path:
         return self.folder / f"{run_id}.queries.parquet"

@@ -50,6 +50,7 @@ class BenchmarkOutcome:
     ran: list[str]
     skipped: list[str]
     stale: list[str]  # "<run id>: <reasons>" of records the table shows apart
+    failed: list[str]  # "<run id> at <stage>: <error>" of this command's failed runs
 
 
 def import_plugins(plugins: list[str]) -> None:
@@ -94,6 +95,7 @@ def run_benchmark(
     wandb = WandbLogger(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
 
     datamodule = prepare_datamodule(config, progress, echo)
+    store.clear_scratch()  # checkpoints a killed run left behind
     ran, skipped = run_models(datamodule, config, store, wandb.log_run, progress, rerun)
 
     outcome = _report(config, datamodule, store, folder, command, ran, skipped)
@@ -111,7 +113,9 @@ def run_models(
 ) -> tuple[list[str], list[str]]:
     """Train and record every model x seed of ``config`` on a prepared ``datamodule`` into
     ``store``; returns the run ids (ran, skipped). A run whose record matches is skipped
-    unless ``rerun``; ``log_run`` receives each new record (W&B)."""
+    unless ``rerun``; ``log_run`` receives each new record (W&B). A run that raises, or
+    scores a row NaN or infinite, leaves a failure record (model, seed, stage, error) and
+    the others go on; it is tried again by the next command."""
     ran, skipped = [], []
     threads = apply_threads(resolve_threads(config.get("threads")))
     runs = [(m, s) for m in config["models"] for s in config["seeds"]]
@@ -124,9 +128,15 @@ def run_models(
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             skipped.append(run_id)
             continue
-        record = _run_one(
-            datamodule, model, seed, run_config, expected, config, store, threads, progress
-        )
+        try:
+            record = _run_one(
+                datamodule, model, seed, run_config, expected, config, store, threads, progress
+            )
+        except RunFailed as failure:
+            store.write_failure(failure.record(run_id, model, seed))
+            tqdm.write(f"failed {run_id} at {failure.stage}: {failure.message}")
+            continue
+        store.clear_failure(run_id)
         tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
         if log_run is not None:
             log_run(record)
@@ -173,6 +183,27 @@ def stale_reasons(
     return reasons
 
 
+class RunFailed(Exception):
+    """A model x seed run that raised, at ``stage`` (build, fit, predict or evaluate)."""
+
+    def __init__(self, stage: str, error: Exception):
+        lines = str(error).strip().splitlines()
+        self.stage = stage
+        self.message = f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
+        super().__init__(f"{stage}: {self.message}")
+
+    def record(self, run_id: str, model: str, seed: int) -> dict:
+        return {
+            "run_id": run_id,
+            "model": model,
+            "seed": seed,
+            "stage": self.stage,
+            "error": self.message,
+            "git": git_commit(),
+            "failed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
+
 def _run_one(
     datamodule,
     model: str,
@@ -184,20 +215,29 @@ def _run_one(
     threads: int,
     progress: bool = True,
 ) -> dict:
-    L.seed_everything(seed, verbose=False)
-    ranker = create_ranker(model, config["model_config"].get(model, {}), seed)
-    if hasattr(ranker, "progress"):
-        ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
-    with PeakMemory() as memory, Stopwatch() as fit_time:
-        ranker.fit(datamodule)
-    with Stopwatch() as predict_time:
-        scores = np.asarray(ranker.predict(datamodule, "test"), dtype=np.float64)
-    metrics, per_query = evaluate_scores(
-        datamodule.arrays("test"),
-        scores,
-        ks=tuple(config["metrics"]["ks"]),
-        gain=config["metrics"]["gain"],
-    )
+    stage = "build"
+    try:
+        L.seed_everything(seed, verbose=False)
+        ranker = create_ranker(model, config["model_config"].get(model, {}), seed)
+        if hasattr(ranker, "progress"):
+            ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
+        if hasattr(ranker, "scratch_dir"):
+            ranker.scratch_dir = str(store.scratch)
+        stage = "fit"
+        with PeakMemory() as memory, Stopwatch() as fit_time:
+            ranker.fit(datamodule)
+        stage = "predict"
+        with Stopwatch() as predict_time:
+            scores = np.asarray(ranker.predict(datamodule, "test"), dtype=np.float64)
+        stage = "evaluate"
+        metrics, per_query = evaluate_scores(
+            datamodule.arrays("test"),
+            scores,
+            ks=tuple(config["metrics"]["ks"]),
+            gain=config["metrics"]["gain"],
+        )
+    except Exception as error:  # noqa: BLE001 (any model error: recorded, the rest go on)
+        raise RunFailed(stage, error) from error
     record = {
         "run_id": f"{model}-seed{seed}",
         "benchmark": config["name"],
@@ -249,6 +289,8 @@ def _report(
         for result in results:
             result.name += f" (seeds {', '.join(map(str, seeds[result.name]))})"
     results += _stale_results(store, stale)
+    failures = store.failures()
+    results += _failed_results(failures)
     results += _reference_results(datamodule, config)
     labels = list(datamodule.arrays("test").labels)
     columns = table_columns(labels, tuple(config["metrics"]["ks"]))
@@ -275,6 +317,7 @@ def _report(
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
                 *([stale_table(stale)] if stale else []),
+                *([failed_list(failures)] if failures else []),
             ]
         )
         + "\n"
@@ -296,7 +339,10 @@ def _report(
     )
     plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
     stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
-    return BenchmarkOutcome(folder, table, markdown + "\n\n" + left_out, ran, skipped, stale_lines)
+    failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
+    return BenchmarkOutcome(
+        folder, table, markdown + "\n\n" + left_out, ran, skipped, stale_lines, failed
+    )
 
 
 def _sort_records(
@@ -328,6 +374,26 @@ def _stale_results(store: RunStore, stale) -> list[ModelResult]:
         result.stale = True
         rows.append(result)
     return rows
+
+
+def _failed_results(failures: list[dict]) -> list[ModelResult]:
+    """A row per model whose runs failed (and have not succeeded since): no numbers, but the
+    table says the model was run."""
+    seeds: dict[str, list[int]] = {}
+    for failure in failures:
+        seeds.setdefault(failure["model"], []).append(failure["seed"])
+    rows = []
+    for model in sorted(seeds, key=model_order):
+        name = f"{model} (failed; seeds {', '.join(map(str, sorted(seeds[model])))})"
+        empty = pl.DataFrame({"request_id": []})
+        rows.append(ModelResult(name, False, {}, empty, [], [], stale=True))
+    return rows
+
+
+def failed_list(failures: list[dict]) -> str:
+    lines = ["Failed runs (tried again by the next command):", ""]
+    lines += [f"- {f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
+    return "\n".join(lines)
 
 
 def _unreadable(reasons: list[str]) -> bool:

@@ -123,8 +123,6 @@ class DCNV2Net(RankingNet):
             raise ValueError(
                 f"structure must be one of {', '.join(STRUCTURES)}, not {config['structure']!r}"
             )
-        if config["score_task"] not in spec.tasks:
-            raise ValueError(f"score_task {config['score_task']!r} is not a task of this dataset")
         self.input = TabularInput(spec, config["d_embedding"])
         d = self.input.n_out
         self.cross = CrossNetworkV2(
@@ -137,7 +135,7 @@ class DCNV2Net(RankingNet):
         self.stacked = config["structure"] == "stacked"
         self.deep, d_deep = mlp(d, list(config["deep_layers"]), config["dropout"])
         d_head = d_deep if self.stacked else d + d_deep
-        tasks = [t for t in spec.tasks if t in self.task_weights or t == config["score_task"]]
+        tasks = [t for t in spec.tasks if t in self.task_weights]
         self.heads = nn.ModuleDict({task: nn.Linear(d_head, 1) for task in tasks})
 
     def forward(self, batch: RankingBatch) -> dict[str, torch.Tensor]:

@@ -79,13 +79,6 @@ class MMoENet(RankingNet):
         }
         super().__init__(spec, config)
         mix = config["score_mix"]
-        scored = list(mix) if mix else [config["score_task"]]
-        missing = sorted(set(scored) - set(spec.tasks))
-        if missing:
-            raise ValueError(
-                f"the ranking score names task(s) this dataset lacks: {', '.join(missing)}; "
-                f"tasks: {', '.join(spec.tasks)}"
-            )
         if mix is not None and not mix:
             raise ValueError("score_mix names none of this dataset's tasks")
         self.input = TabularInput(spec, config["d_embedding"])

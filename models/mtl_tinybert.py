@@ -137,11 +137,6 @@ class MTLTinyBERTNet(RankingNet):
         config = {**config, "task_weights": present_tasks(config["task_weights"], spec)}
         super().__init__(spec, config)
         self.tasks = tuple(self.task_weights)  # a head per trained task, no more
-        if config["score_task"] not in self.tasks:
-            raise ValueError(
-                f"score_task {config['score_task']!r} has no head; "
-                f"heads: {', '.join(self.tasks)} (from task_weights)"
-            )
         settings = resolved_profile(config)
         ft = backbone_kwargs({**config, "profile": settings["ft_profile"]})
         d_token = ft["d_block"]

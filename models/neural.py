@@ -11,7 +11,8 @@ that fits it with one shared ``Trainer`` setup:
 - **AdamW**, with ``lr`` and ``weight_decay``;
 - **early stopping and checkpointing on validation NDCG@10** of the ranking score (the
   ``score_task`` head), restoring the best epoch's weights;
-- **determinism** under the seed (``seed_everything``, deterministic algorithms);
+- **determinism** under the seed (``seed_everything``; the Trainer's deterministic
+  algorithms, switched back to what they were after the fit);
 - progress bars, and the validation curve in ``training_summary["history"]`` (the driver
   logs it to W&B).
 
@@ -21,8 +22,11 @@ scores, ties broken by order); every reported metric comes from ``benchmarks/met
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -139,7 +143,27 @@ class RankingNet(L.LightningModule):
         if config["loss"] not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {config['loss']!r}")
         self.task_weights = {t: float(w) for t, w in weights.items() if w}
+        self._check_scored_tasks(config)
         self._val_sum, self._val_count = 0.0, 0
+
+    def _check_scored_tasks(self, config: dict[str, Any]) -> None:
+        """The ranking score reads only heads that train: a head no loss reaches would score
+        with its random initial weights."""
+        mix = config.get("score_mix")
+        scored = list(mix) if mix else [config["score_task"]]
+        missing = sorted(set(scored) - set(self.spec.tasks))
+        if missing:
+            raise ValueError(
+                f"the ranking score names task(s) this dataset lacks: {', '.join(missing)}; "
+                f"tasks: {', '.join(self.spec.tasks)}"
+            )
+        untrained = sorted(set(scored) - set(self.task_weights))
+        if untrained:
+            what = "score_mix task(s)" if mix else "score_task"
+            raise ValueError(
+                f"{what} {', '.join(map(repr, untrained))} has no head that trains: "
+                f"task_weights gives weight to {', '.join(self.task_weights) or 'nothing'}"
+            )
 
     def forward(self, batch: RankingBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -191,21 +215,52 @@ class _History(L.Callback):
         self.epochs.append({"epoch": trainer.current_epoch, **metrics})
 
 
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's start-up chatter (accelerators, tips) is noise in a benchmark's output;
+    the logger's level is given back afterwards."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _process_determinism():
+    """The Trainer switches deterministic algorithms on for the process; switch them back to
+    what they were once the fit is over."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 class NeuralRanker(Ranker):
     """Fits ``module_class`` with the shared Trainer setup and scores with its ranking head."""
 
     module_class: ClassVar[type[RankingNet]]
     default_config: ClassVar[dict[str, Any]] = TRAINING_DEFAULTS
     progress: bool = True  # the driver turns progress bars off with --quiet
+    # Where checkpoints are written while training (the driver: the results folder's
+    # scratch/, emptied by the next run after a crash); None: the system's temporary folder.
+    scratch_dir: str | None = None
 
     def fit(self, datamodule) -> None:
-        # Lightning's start-up chatter (accelerators, tips) is noise in a benchmark's output.
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         L.seed_everything(self.seed, verbose=False)
-        torch.use_deterministic_algorithms(True, warn_only=True)
         self.module = self.build_module(datamodule)
         history = _History()
-        with tempfile.TemporaryDirectory() as folder:
+        if self.scratch_dir is not None:
+            Path(self.scratch_dir).mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="checkpoints-") as folder,
+            _quiet_lightning(),
+            _process_determinism(),
+        ):
             checkpoint = L.pytorch.callbacks.ModelCheckpoint(
                 dirpath=folder, monitor="val_ndcg@10", mode="max", save_top_k=1
             )
@@ -216,13 +271,21 @@ class NeuralRanker(Ranker):
                 max_epochs=self.config["max_epochs"],
                 callbacks=[checkpoint, stopping, history],
                 accelerator="cpu",
-                deterministic=True,
+                deterministic=True,  # the one place deterministic algorithms are switched on
                 logger=False,
                 enable_progress_bar=self.progress,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
             )
-            trainer.fit(self.module, datamodule=datamodule)
+            try:
+                trainer.fit(self.module, datamodule=datamodule)
+            except SystemExit:
+                # Lightning answers Ctrl-C by exiting with status 1 and ignoring SIGINT from
+                # then on: give the interrupt back, for the command line's message and 130.
+                if not trainer.interrupted:
+                    raise
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from None
             best = torch.load(checkpoint.best_model_path, weights_only=False)
             self.module.load_state_dict(best["state_dict"])
         self.training_summary = {

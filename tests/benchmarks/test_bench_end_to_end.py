@@ -138,16 +138,25 @@ def test_resume_after_a_crash(tmp_path):
             }
         )
         config["wandb"]["mode"] = "disabled"
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            run_benchmark(config, "test", progress=False, echo=lambda *_: None)
-        runs = tmp_path / "simulator-tiny" / "runs"
+        outcome = run_benchmark(config, "test", progress=False, echo=lambda *_: None)
+        assert outcome.ran == ["test_flaky-seed0"]
+        assert outcome.failed == ["test_flaky-seed1 at fit: RuntimeError: simulated crash"]
+        folder = tmp_path / "simulator-tiny"
+        runs = folder / "runs"
         assert sorted(p.name for p in runs.iterdir()) == [
+            "failed",
             "test_flaky-seed0.json",
             "test_flaky-seed0.queries.parquet",
-        ]  # nothing half-written
+        ]  # nothing half-written; the failure is a record of its own
+        failure = json.loads((runs / "failed" / "test_flaky-seed1.json").read_text())
+        assert (failure["model"], failure["seed"], failure["stage"]) == ("test_flaky", 1, "fit")
+        summary = (folder / "summary.md").read_text()
+        assert "| test_flaky (failed; seeds 1) | – |" in summary
+        assert "test_flaky-seed1 at fit: RuntimeError: simulated crash" in summary
         _Flaky.crash = False
         outcome = run_benchmark(config, "test", progress=False, echo=lambda *_: None)
         assert outcome.skipped == ["test_flaky-seed0"] and outcome.ran == ["test_flaky-seed1"]
+        assert outcome.failed == [] and not list((runs / "failed").iterdir())
     finally:
         REGISTRY.pop("test_flaky")
 
@@ -277,7 +286,6 @@ def test_bad_log_folder_is_a_one_line_error(tmp_path, capsys):
         (["--set", "seeds=0"], "seeds must be a list of integers"),
         (["--set", "metrics.alhpa=0.5"], "unknown setting(s) alhpa"),
         (["--set", "simulator.positon_bias=2"], "simulator settings"),
-        (["--set", "model_config.xgboost.target=true_relevance"], "not a training task"),
         (["--set", "data.split.by=[oops"], "not valid YAML"),
         (["--set", "model_config.dcn_v2.max_epochs=abc"], "max_epochs must be a whole number"),
         (["--set", "model_config.xgbost.max_depth=3"], "model_config.xgbost: unknown model"),
@@ -303,6 +311,17 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     assert code == 2 and message in err and len(err.splitlines()) == 1
 
 
+def test_a_setting_the_data_refuses_fails_that_run_in_one_line(tmp_path, capsys):
+    # Whether the target is a training task is known once the data is ready: the run fails
+    # with a record and the command says so in one line, exiting 1.
+    args = ["bench", "--preset", "tiny", "--models", "xgboost", "--seeds", "0"]
+    args += ["--out", str(tmp_path), "--wandb", "disabled", "--quiet"]
+    assert main([*args, "--set", "model_config.xgboost.target=true_relevance"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "xgboost-seed0 at fit" in err and "not a training task" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_records_name_the_commit_they_ran_at():
     from benchmarks.records import git_commit
 
@@ -310,3 +329,23 @@ def test_records_name_the_commit_they_ran_at():
     if info["commit"] is None:
         pytest.skip("not a git checkout")
     assert len(info["commit"]) == 40 and isinstance(info["dirty"], bool)
+
+
+def test_help_imports_neither_torch_nor_polars():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from benchmarks import cli\n"
+        "try:\n"
+        "    cli.main(['bench', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'polars', 'lightning') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -109,3 +109,29 @@ def test_bad_settings_are_clear_errors(datamodule):
         _fit(datamodule, task_weights={"relevance": 1.0, "dwell_time": 1.0})
     with pytest.raises(ValueError, match="loss must be"):
         _fit(datamodule, loss="pairwise")
+
+
+def test_a_ranking_score_that_reads_an_untrained_head_is_refused(datamodule):
+    from models.dcn_v2 import DCNV2Net, DCNV2Ranker
+    from models.mmoe import MMoENet, MMoERanker
+
+    dcn = {**DCNV2Ranker.default_config, "score_task": "click"}
+    with pytest.raises(ValueError, match="score_task 'click' has no head that trains"):
+        DCNV2Net(datamodule.spec, dcn)
+    mix = {**MMoERanker.default_config, "task_weights": {"relevance": 1.0, "click": 0.5}}
+    with pytest.raises(ValueError, match="score_mix task.*'purchase' has no head that trains"):
+        MMoENet(datamodule.spec, {**mix, "score_mix": {"relevance": 1.0, "purchase": 1.0}})
+    assert isinstance(MMoENet(datamodule.spec, mix), torch.nn.Module)
+
+
+def test_fit_leaves_the_process_as_it_found_it(datamodule):
+    import logging
+
+    from models import create_ranker
+
+    logger = logging.getLogger("lightning.pytorch")
+    before = (torch.are_deterministic_algorithms_enabled(), logger.level)
+    ranker = create_ranker("dcn_v2", {"max_epochs": 1}, seed=0)
+    ranker.progress = False
+    ranker.fit(datamodule)
+    assert (torch.are_deterministic_algorithms_enabled(), logger.level) == before
