@@ -37,11 +37,12 @@ import yaml
 
 from benchmarks.config import data_config, merge
 from benchmarks.plots import plt, save_figure
-from benchmarks.records import RunStore, atomic_write_text
+from benchmarks.records import RunStore
 from benchmarks.report import Column, ModelResult, format_cell, summarise, table_columns
 from benchmarks.runner import left_out_note, model_result, prepare_datamodule, run_models
 from benchmarks.wandb_logging import WandbLogger
 from datamodules import SearchLogDataModule
+from datamodules.atomic import atomic_write_text
 from models import get_ranker
 
 PACKAGED_VARIANTS = Path(__file__).parent / "configs" / "ablate.yaml"

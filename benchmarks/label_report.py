@@ -26,7 +26,8 @@ import polars as pl  # noqa: E402
 from benchmarks.config import data_config, source_from_config  # noqa: E402
 from benchmarks.label_quality import agreement  # noqa: E402
 from benchmarks.plots import save_figure  # noqa: E402
-from benchmarks.records import atomic_write_parquet, atomic_write_text  # noqa: E402
+from benchmarks.records import atomic_write_parquet  # noqa: E402
+from datamodules.atomic import atomic_write_text  # noqa: E402
 from datamodules.judged import is_judged  # noqa: E402
 from datamodules.labels import label_log, pair_similarities  # noqa: E402
 from datamodules.tables import SearchLog, validate_log  # noqa: E402

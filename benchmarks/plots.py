@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from datamodules.atomic import atomic_path  # noqa: E402
+
 
 def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
     """Grouped bars of the NDCG columns (mean ± std over seeds), one group per model."""
@@ -43,8 +45,8 @@ def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
 def save_figure(fig, path: Path) -> None:
     """Write a figure atomically (temporary file, then rename) and close it."""
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)

@@ -27,7 +27,6 @@ from benchmarks.records import (
     PeakMemory,
     RunStore,
     Stopwatch,
-    atomic_write_text,
     code_hash,
     config_hash,
     environment,
@@ -38,6 +37,7 @@ from benchmarks.records import (
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
 from benchmarks.wandb_logging import WandbLogger
 from datamodules import SearchLogDataModule
+from datamodules.atomic import atomic_write_text
 from datamodules.threads import apply_threads, resolve_threads
 from models import create_ranker, get_ranker
 

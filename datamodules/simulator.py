@@ -67,9 +67,7 @@ rows); chunk ``i`` draws from ``SeedSequence(seed, spawn_key=(CHUNK_STREAM, i))`
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -80,6 +78,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from datamodules.atomic import atomic_path, atomic_write_json
 from datamodules.tables import SearchLog, Truth
 
 # --------------------------------------------------------------------------- vocabulary
@@ -625,9 +624,8 @@ def write_log(config: SimulatorConfig, out_dir: Path, progress: bool = True) -> 
         "impressions_per_s": round(rows / seconds, 1) if seconds > 0 else float("inf"),
         "out_dir": str(out_dir),
     }
-    _write_text_atomic(
-        json.dumps({"config": asdict(config), "summary": summary}, indent=2),
-        out_dir / "manifest.json",
+    atomic_write_json(
+        out_dir / "manifest.json", {"config": asdict(config), "summary": summary}, indent=2
     )
     return summary
 
@@ -1334,20 +1332,8 @@ def _timestamps(rng, config: SimulatorConfig, first: int, n: int) -> np.ndarray:
 
 
 def _write_parquet_atomic(table: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         table.write_parquet(tmp, compression="lz4", statistics=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _remove_stale_parts(folder: Path, n_parts: int) -> None:

@@ -18,9 +18,9 @@ A text's vector is the same bits whatever else was encoded with it or before it,
 the thread setting: each text runs through the model alone (no padding, no other rows) on one
 thread (a batch's padding, its size and a multi-threaded matrix product each change the last
 bits of a vector, and through it the similarity features, the labels and the dataset
-fingerprint). Measured on 2 cores with all-MiniLM-L6-v2: about 75 texts/s against 330-400
-texts/s batched (``benchmarks/scripts/bench_text_encoding.py``); the cache pays it once per
-machine. Bits are stable on one CPU instruction set: another kind of processor may differ in
+fingerprint). Measured on 2 cores with all-MiniLM-L6-v2: 78 texts/s against 382 texts/s in
+padded batches of 128 (``benchmarks/scripts/bench_text_encoding.py``); the cache pays it
+once per machine. Bits are stable on one CPU instruction set: another kind of processor may differ in
 the last bits.
 
 The encoder is a setting (``EncoderConfig.name``)
@@ -99,6 +99,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from datamodules.atomic import atomic_path, atomic_write_text
 
 PACKAGED_NAME = "all-MiniLM-L6-v2"
 PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -592,24 +594,14 @@ class TextEncoder:
             "dim": self.dim,
             **self._identity_spec,
         }
-        tmp = self.cache_path / f".meta-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, meta)
+        atomic_write_text(meta, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
     def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self.cache_path.mkdir(parents=True, exist_ok=True)
         self._write_meta()
         name = f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
-        tmp = self.cache_path / f".{name}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, keys=keys, vectors=np.ascontiguousarray(vectors, dtype=np.float32))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.cache_path / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(self.cache_path / name, fsync=True) as tmp, open(tmp, "wb") as f:
+            np.savez(f, keys=keys, vectors=np.ascontiguousarray(vectors, dtype=np.float32))
         self._seen_shards.add(name)
         self.stats["shards_written"] += 1
 

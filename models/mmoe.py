@@ -100,6 +100,9 @@ class MMoENet(RankingNet):
 
 @register("mmoe")
 class MMoERanker(NeuralRanker):
+    # Measured: the same bits at 1 and 2 threads (its matrix products are small enough that
+    # torch does not split them); tests/models/test_thread_independence.py keeps it so.
+    thread_independent = True
     module_class = MMoENet
     default_config = {
         **TRAINING_DEFAULTS,  # AdamW, lr 1e-3, early stopping on validation NDCG@10

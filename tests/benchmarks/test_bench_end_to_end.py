@@ -186,11 +186,28 @@ def test_rerun_flag_retrains(tiny_bench, capsys):
     assert code == 0 and "skip xgboost-seed0" not in out and "done xgboost-seed0" in out
 
 
-def _readme_baseline() -> str:
-    """The "add a baseline in one file" example of the README, verbatim."""
+def _readme_baseline(heading: str = "### Add a baseline in one file") -> str:
+    """An "add a baseline in one file" example of the README, verbatim."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("### Add a baseline in one file", 1)[1]
+    section = readme.split(heading + "\n", 1)[1]
     return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_neural_baseline_runs_through_the_driver(tmp_path):
+    code = _readme_baseline("### Add a neural baseline in one file")
+    assert len(code.strip().splitlines()) < 40
+    plugin = tmp_path / "my_net.py"
+    plugin.write_text(code)
+    args = ["bench", "--preset", "tiny", "--models", "mlp", "--seeds", "0", "--import"]
+    args += [str(plugin), "--out", str(tmp_path), "--wandb", "disabled", "--quiet"]
+    try:
+        assert main([*args, "--set", "model_config.mlp.max_epochs=3"]) == 0
+        record = json.loads((tmp_path / "simulator-tiny" / "runs" / "mlp-seed0.json").read_text())
+        assert record["training"]["epochs"] >= 1 and record["config"]["model"] == "mlp"
+        summary = (tmp_path / "simulator-tiny" / "summary.md").read_text()
+        assert "| mlp |" in summary
+    finally:
+        REGISTRY.pop("mlp", None)
 
 
 def test_the_readme_baseline_runs_through_the_driver(tmp_path, capsys):

@@ -42,14 +42,16 @@ def test_a_finished_run_is_found_with_its_config_only(store):
 
 def test_a_rename_that_fails_leaves_the_old_record_whole_and_no_temporary_file(store, monkeypatch):
     before = store.record_path(RUN).read_bytes()
-    replace = records.os.replace
+    from datamodules import atomic
+
+    replace = atomic.os.replace
 
     def fail_on_the_record(src, dst):
         if str(dst).endswith(".json"):
             raise OSError("disk full")
         replace(src, dst)
 
-    monkeypatch.setattr(records.os, "replace", fail_on_the_record)
+    monkeypatch.setattr(atomic.os, "replace", fail_on_the_record)
     with pytest.raises(OSError, match="disk full"):
         store.write(_record(0.9), _queries(0.9))
     monkeypatch.undo()

@@ -87,9 +87,15 @@ def test_the_committed_records_are_reused_and_the_table_is_unchanged(
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
-def test_xgboost_is_reused_at_another_thread_count(tmp_path, capsys, monkeypatch, cache):
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_the_reference_is_reused_at_one_and_two_threads(
+    tmp_path, capsys, monkeypatch, cache, threads
+):
     monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
     shutil.copytree(REFERENCE, tmp_path / "simulator-ci", ignore=shutil.ignore_patterns("wandb"))
+    before = (REFERENCE / "summary.csv").read_bytes()
     capsys.readouterr()
-    assert _run(tmp_path, "--models", "xgboost", "--threads", "2") == 0
-    assert "skip xgboost-seed0" in capsys.readouterr().out
+    assert _run(tmp_path, "--threads", threads) == 0
+    out = capsys.readouterr().out
+    assert "done " not in out and out.count("skip ") == 2
+    assert (tmp_path / "simulator-ci" / "summary.csv").read_bytes() == before

@@ -107,12 +107,18 @@ def test_a_changed_lock_makes_a_record_stale(prepared, monkeypatch):
     assert stale_reasons(record, datamodule, config, threads=1) == ["lock"]
 
 
-def test_only_thread_dependent_models_are_keyed_by_the_thread_count(prepared, two_models):
+def test_only_thread_dependent_models_are_keyed_by_the_thread_count(
+    prepared, two_models, monkeypatch
+):
+    from models.mmoe import MMoERanker
+
     config, datamodule, record = prepared
     made_at = record["environment"]["threads"]
     assert stale_reasons(record, datamodule, config, threads=made_at + 1) == []  # xgboost
     config = {**config, "model_config": {**config["model_config"], "mmoe": {"max_epochs": 2}}}
     mmoe = json.loads((two_models / "runs" / "mmoe-seed0.json").read_text())
+    assert stale_reasons(mmoe, datamodule, config, threads=made_at + 1) == []
+    monkeypatch.setattr(MMoERanker, "thread_independent", False)  # as TabNet's records are
     assert stale_reasons(mmoe, datamodule, config, threads=made_at) == []
     assert stale_reasons(mmoe, datamodule, config, threads=made_at + 1) == [
         f"threads ({made_at}; now {made_at + 1})"

@@ -10,12 +10,14 @@ import torch
 from datamodules.threads import apply_threads, available_cores, current_threads
 from models import REGISTRY, create_ranker
 
-FAST = {"xgboost": {"n_estimators": 30}}
+FAST = {"xgboost": {"n_estimators": 30}, "mmoe": {"max_epochs": 2}, "dcn_v2": {"max_epochs": 2}}
 DECLARED = sorted(name for name, cls in REGISTRY.items() if cls.thread_independent)
 
 
-def test_xgboost_is_declared_thread_independent():
-    assert "xgboost" in DECLARED
+def test_the_measured_models_are_declared_thread_independent():
+    # TabNet, the FT-Transformer and MTL-TinyBERT differ in their last bits across thread
+    # counts (measured on the ci preset): their records are keyed by the thread count.
+    assert DECLARED == ["dcn_v2", "mmoe", "xgboost"]
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
@@ -28,6 +30,7 @@ def test_scores_are_the_same_bits_at_one_and_two_threads(datamodule, model):
             apply_threads(threads)
             assert torch.get_num_threads() == threads
             ranker = create_ranker(model, FAST.get(model, {}), seed=0)
+            ranker.progress = False
             ranker.fit(datamodule)
             scores[threads] = ranker.predict(datamodule, "test")
     finally:
