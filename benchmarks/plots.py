@@ -50,3 +50,29 @@ def save_figure(fig, path: Path) -> None:
             fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)
+
+
+def plot_ablation(
+    table: pl.DataFrame, headline, path: Path, title: str, reference: str = "full"
+) -> None:
+    """The headline NDCG per variant (mean ± std over seeds), ``full``'s as a line.
+
+    Points rather than bars: the axis is zoomed to the variants' range, where bars starting
+    above zero would exaggerate the differences."""
+    variants = table["variant"].to_list()
+    means = table[f"{headline.key}:mean"].to_numpy()
+    stds = table[f"{headline.key}:std"].fill_null(0).to_numpy()
+    x = np.arange(len(variants))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(variants) + 2.5), 4.5))
+    ax.errorbar(
+        x, means, yerr=stds, fmt="o", capsize=4, color="tab:blue", label="mean ± std over seeds"
+    )
+    reference = means[variants.index(reference)]
+    ax.axhline(reference, color="tab:red", linestyle="--", label=reference)
+    ax.set_xticks(x, variants, rotation=25, ha="right")
+    ax.set_xlim(-0.5, len(variants) - 0.5)
+    ax.set_ylabel(f"{headline.title} on the test split")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    save_figure(fig, path)

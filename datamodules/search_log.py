@@ -62,6 +62,7 @@ class SearchLogDataModule(L.LightningDataModule):
         self._arrays: dict[str, SplitArrays] = {}
         self._log: SearchLog | None = None
         self._fingerprint: str | None = None
+        self._encoders: dict[str | None, TextEncoder] = {}
         self.notes: list[str] = []  # what the log lacks, and what is skipped for it
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -145,6 +146,17 @@ class SearchLogDataModule(L.LightningDataModule):
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         return self._loader(split, shuffle)
 
+    def text_encoder(self, name: str | None = None) -> TextEncoder:
+        """The text encoder of the labels and features (``name`` None), or another one by
+        name with the same length, cache and device settings; one instance each, so models
+        share what they derive from it (and its cache) across seeds."""
+        if name not in self._encoders:
+            config = self.config.labels.encoder
+            self._encoders[name] = TextEncoder(
+                config if name is None else replace(config, name=name)
+            )
+        return self._encoders[name]
+
     # ------------------------------------------------------------------ what records hold
 
     @property
@@ -209,7 +221,7 @@ class SearchLogDataModule(L.LightningDataModule):
         derives = not judged and labels.relevance == "derived" and labels.labeling.use_similarity
         if not (features.text_similarity or derives):
             return None
-        return pair_similarities(search_log, TextEncoder(labels.encoder), self.progress)
+        return pair_similarities(search_log, self.text_encoder(), self.progress)
 
     def _labels(
         self,

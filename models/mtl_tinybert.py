@@ -45,7 +45,6 @@ from torch import nn
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from datamodules.splits import SPLITS
-from datamodules.text_encoding import EncoderConfig
 from models.base import register
 from models.ft_transformer import backbone_kwargs
 from models.mmoe import MMoEHeads, present_tasks
@@ -295,22 +294,12 @@ class MTLTinyBERTRanker(NeuralRanker):
             tower = TextTower(
                 datamodule.texts,
                 tuned_text_ids(datamodule, settings["tuned_fields"]),
-                self.encoder_config(datamodule),
+                datamodule.text_encoder(self.config["encoder"]),
                 settings["fine_tune_layers"],
                 progress=self.progress,
                 precision=settings["text_precision"],
             )
         return MTLTinyBERTNet(spec, self.config, tower)
-
-    def encoder_config(self, datamodule) -> EncoderConfig:
-        data_encoder = datamodule.config.labels.encoder
-        if self.config["encoder"] is None:
-            return data_encoder
-        return EncoderConfig(
-            name=self.config["encoder"],
-            max_length=data_encoder.max_length,
-            cache_dir=data_encoder.cache_dir,
-        )
 
 
 def tuned_text_ids(datamodule, fields: list[str]) -> np.ndarray:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from datamodules.text_encoding import EncoderConfig, TextEncoder, mean_pool
+from datamodules.text_encoding import TextEncoder, mean_pool
 
 CHUNK_TEXTS = 256  # texts per top-layer call: sorted by length, so chunks carry little padding
 ALL_LAYERS = "all"
@@ -97,24 +97,21 @@ class PackedStates:
         return self.states[index], mask.long()
 
 
-# The last frozen states computed, so that the seeds of a benchmark (one process) share them.
-_LAST_STATES: dict[tuple, PackedStates] = {}
-
-
 def cached_frozen_states(
     encoder: TextEncoder, texts: list[str], n_lower: int, progress: bool = False
 ) -> PackedStates:
-    """:func:`frozen_states`, reused while the encoder, the layer and the texts are the same."""
+    """:func:`frozen_states`, kept with the encoder (the DataModule's, which every seed of a
+    benchmark shares) while the layer and the texts are the same; the last one only."""
     digest = hashlib.blake2b(digest_size=16)
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
-    key = (encoder.identity, n_lower, digest.hexdigest())
-    if key not in _LAST_STATES:
-        _LAST_STATES.clear()
-        _LAST_STATES[key] = frozen_states(
+    key = ("frozen_states", n_lower, digest.hexdigest())
+    if key not in encoder.derived:
+        encoder.derived.clear()
+        encoder.derived[key] = frozen_states(
             encoder.model, encoder.tokenizer, texts, n_lower, encoder.max_length, progress
         )
-    return _LAST_STATES[key]
+    return encoder.derived[key]
 
 
 @torch.inference_mode()
@@ -169,7 +166,7 @@ class TextTower(nn.Module):
         self,
         texts: list[str],
         tuned_texts: np.ndarray,
-        encoder: EncoderConfig,
+        text_encoder: TextEncoder,
         fine_tune_layers,
         progress: bool = False,
         precision: str = "32",
@@ -180,7 +177,6 @@ class TextTower(nn.Module):
                 f"text_precision must be one of {', '.join(PRECISIONS)}, not {precision!r}"
             )
         self.precision = precision
-        text_encoder = TextEncoder(encoder)
         # Pooled vectors of the whole frozen encoder, for frozen fields and fine_tune_layers 0
         # (read from the on-disk cache; a plain attribute: not trained, not checkpointed).
         self._frozen = torch.from_numpy(text_encoder.encode(texts, progress=progress))

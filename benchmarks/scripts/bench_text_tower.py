@@ -71,7 +71,9 @@ def main() -> None:
     datamodule.setup()
     texts = datamodule.texts
     started = time.perf_counter()
-    tower = TextTower(texts, tuned_text_ids(datamodule, FIELDS), EncoderConfig(), args.layers)
+    tower = TextTower(
+        texts, tuned_text_ids(datamodule, FIELDS), TextEncoder(EncoderConfig()), args.layers
+    )
     build = time.perf_counter() - started
     encoder = TextEncoder(EncoderConfig())
     n_lower = len(encoder_layers(encoder.model)) - args.layers

@@ -12,11 +12,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from benchmarks import runner
+from benchmarks import reuse
 from benchmarks.cli import main
 from benchmarks.config import load_config
 from benchmarks.records import RunStore
-from benchmarks.runner import prepare_datamodule, stale_reasons
+from benchmarks.reuse import stale_reasons
+from benchmarks.runner import prepare_datamodule
 from datamodules.threads import available_cores
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +104,7 @@ def test_the_stale_check_reads_every_part_of_a_records_identity(prepared, field,
 
 def test_a_changed_lock_makes_a_record_stale(prepared, monkeypatch):
     config, datamodule, record = prepared
-    monkeypatch.setattr(runner, "lock_hash", lambda: "another lock")
+    monkeypatch.setattr(reuse, "lock_hash", lambda: "another lock")
     assert stale_reasons(record, datamodule, config, threads=1) == ["lock"]
 
 

@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
+import datamodules.embedding_cache as embedding_cache  # noqa: E402
 import datamodules.text_encoding as te  # noqa: E402
 from datamodules.text_encoding import (  # noqa: E402
     EncoderConfig,
@@ -255,7 +256,7 @@ def test_crash_while_writing_leaves_no_shard(encoder_config, monkeypatch):
 
 def test_long_encodes_write_shards_and_many_shards_are_merged(encoder_config, monkeypatch):
     monkeypatch.setattr(te, "SHARD_ROWS", 2)
-    monkeypatch.setattr(te, "MAX_SHARDS", 2)
+    monkeypatch.setattr(embedding_cache, "MAX_SHARDS", 2)
     encoder = TextEncoder(encoder_config)
     vectors = encoder.encode(TEXTS)
     assert encoder.stats["shards_written"] == 4  # one per 2 texts

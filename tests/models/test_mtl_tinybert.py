@@ -95,7 +95,8 @@ def test_better_than_random_on_true_relevance(datamodule, fitted):
 @pytest.mark.parametrize("layers", [0, 1, 2, "all"])
 def test_cached_tower_equals_the_whole_encoder(datamodule, tiny_bert, layers):
     texts = datamodule.texts[:40]
-    tower = TextTower(texts, np.arange(len(texts)), EncoderConfig(name=str(tiny_bert)), layers)
+    encoder = TextEncoder(EncoderConfig(name=str(tiny_bert)))
+    tower = TextTower(texts, np.arange(len(texts)), encoder, layers)
     tower.eval()  # no dropout
     with torch.no_grad():
         vectors = tower(torch.arange(len(texts))).numpy()

@@ -1,0 +1,47 @@
+"""When a finished run can be reused: the same config, code, data, split, lock and (for a
+model whose numbers depend on it) thread count as the run would have now."""
+
+from __future__ import annotations
+
+from benchmarks.records import code_hash, config_hash, lock_hash, package_versions
+from datamodules import SearchLogDataModule
+from models import get_ranker
+
+
+def run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> dict:
+    resolved = get_ranker(model)({**config["model_config"].get(model, {})}).config
+    return {
+        "dataset": datamodule.source.describe(),
+        "data": config["data"],
+        "model": model,
+        "model_config": resolved,
+        "metrics": config["metrics"],
+    }
+
+
+def stale_reasons(
+    record: dict, datamodule: SearchLogDataModule, config: dict, threads: int
+) -> list[str]:
+    """Why ``record`` is not what this code, data, config, lock and thread count would make
+    now (empty: it is valid, and rerunning would redo it)."""
+    try:
+        ranker = get_ranker(record.get("model", ""))
+    except ValueError:
+        return ["model not registered in this run (--import its plugin)"]
+    reasons = []
+    if record.get("config_hash") != config_hash(run_config(config, datamodule, ranker.name)):
+        reasons.append("config")
+    if record.get("code_hash") != code_hash(ranker):
+        reasons.append("code")
+    if record.get("dataset_fingerprint") != datamodule.fingerprint:
+        reasons.append("data")
+    if record.get("split_hash") != datamodule.split_hash:
+        reasons.append("split")
+    made_in = record.get("environment") or {}
+    if made_in.get("lock") != lock_hash():
+        reasons.append("lock")
+    if record.get("packages") != package_versions():
+        reasons.append("packages")
+    if not ranker.thread_independent and made_in.get("threads") != threads:
+        reasons.append(f"threads ({made_in.get('threads')}; now {threads})")
+    return reasons

@@ -1,0 +1,258 @@
+"""A benchmark folder's summary: built from every valid record in its ``runs/`` (not only the
+last command's), with stale and failed runs shown for what they are, and the reference rows.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from benchmarks.config import DEFAULT_MODELS
+from benchmarks.evaluation import evaluate_scores, reference_scores
+from benchmarks.plots import plot_summary
+from benchmarks.records import RunStore, lock_hash
+from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
+from benchmarks.reuse import stale_reasons
+from datamodules.atomic import atomic_write_text
+from datamodules.threads import resolve_threads
+from models import get_ranker
+
+
+@dataclass
+class Summary:
+    table: pl.DataFrame
+    markdown: str  # the table and the left-out note, as printed
+    stale: list[str]  # "<run id>: <reasons>" of records the table marks stale
+    failed: list[str]  # "<run id> at <stage>: <error>" of runs that failed since
+
+
+def write_summary(config: dict, datamodule, store: RunStore, folder: Path, command: str) -> Summary:
+    """Write ``summary.md``, ``summary.csv``, ``dataset.json`` and ``ndcg.png`` of
+    ``folder`` from every record in ``store``."""
+    threads = resolve_threads(config.get("threads"))
+    valid, stale = _sort_records(store, datamodule, config, threads)
+    models = sorted(valid, key=model_order)
+    seeds = {model: sorted(r["seed"] for r in valid[model]) for model in models}
+    results = [model_result(store, model, seeds[model]) for model in models]
+    uniform = len({tuple(s) for s in seeds.values()}) <= 1
+    if not uniform:  # say which seeds each row averages
+        for result in results:
+            result.name += f" (seeds {', '.join(map(str, seeds[result.name]))})"
+    results += _stale_results(store, stale)
+    failures = store.failures()
+    results += _failed_results(failures)
+    results += _reference_results(datamodule, config)
+    labels = list(datamodule.arrays("test").labels)
+    columns = table_columns(labels, tuple(config["metrics"]["ks"]))
+    alpha = config["metrics"]["alpha"]
+    table = summarise(results, columns, alpha)
+    markdown = to_markdown(table, columns, alpha)
+    first = valid[models[0]][0] if models else None
+    left_out = left_out_from(first) if first else ""
+    all_seeds = sorted({s for model_seeds in seeds.values() for s in model_seeds})
+    by_threads = any(not get_ranker(m).thread_independent for m in models)
+    over = f"seeds {', '.join(map(str, all_seeds))}" if uniform else "the seeds each row names"
+    text = (
+        "\n\n".join(
+            [
+                f"# {config['name']}",
+                "Reproduce with: "
+                f"`{table_command(command, models, all_seeds, threads if by_threads else None)}`",
+                markdown,
+                f"Mean ± std over {over} on the test split "
+                f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
+                f"*: differs from the best model by a paired Wilcoxon signed-rank test over "
+                f"queries "
+                f"(p < {alpha}). `ref:` rows are model-free references. {left_out}",
+                f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
+                f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
+                *([stale_table(stale)] if stale else []),
+                *([failed_list(failures)] if failures else []),
+            ]
+        )
+        + "\n"
+    )
+    atomic_write_text(folder / "summary.md", text)
+    atomic_write_text(folder / "summary.csv", table.write_csv())
+    atomic_write_text(
+        folder / "dataset.json",
+        json.dumps(
+            {
+                "dataset": datamodule.source.describe(),
+                "split_hash": datamodule.split_hash,
+                "fingerprint": datamodule.fingerprint,
+                "spec": datamodule.spec.__dict__,
+            },
+            indent=2,
+            default=str,
+        ),
+    )
+    plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
+    stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
+    failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
+    return Summary(table, markdown + "\n\n" + left_out, stale_lines, failed)
+
+
+def _sort_records(
+    store: RunStore, datamodule, config: dict, threads: int
+) -> tuple[dict[str, list[dict]], list[tuple[str, dict | None, list[str]]]]:
+    """Every record of the folder: valid ones by model, stale ones with their reasons."""
+    valid: dict[str, list[dict]] = {}
+    stale = []
+    for run_id, record, problem in store.scan():
+        reasons = [problem] if problem else stale_reasons(record, datamodule, config, threads)
+        if reasons:
+            stale.append((run_id, record, reasons))
+        else:
+            valid.setdefault(record["model"], []).append(record)
+    return valid, stale
+
+
+def _stale_results(store: RunStore, stale) -> list[ModelResult]:
+    """One row per model and reason of the stale records that can still be read: a committed
+    table never shrinks; it says which rows this code, data or settings would not make."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for _, record, reasons in stale:
+        if record is not None and "model" in record and not _unreadable(reasons):
+            groups.setdefault((record["model"], ", ".join(reasons)), []).append(record["seed"])
+    rows = []
+    for (model, why), seeds in sorted(groups.items(), key=lambda g: model_order(g[0][0])):
+        result = model_result(store, model, sorted(seeds))
+        result.name = f"{model} (stale: {why}; seeds {', '.join(map(str, sorted(seeds)))})"
+        result.stale = True
+        rows.append(result)
+    return rows
+
+
+def _failed_results(failures: list[dict]) -> list[ModelResult]:
+    """A row per model whose runs failed (and have not succeeded since): no numbers, but the
+    table says the model was run."""
+    seeds: dict[str, list[int]] = {}
+    for failure in failures:
+        seeds.setdefault(failure["model"], []).append(failure["seed"])
+    rows = []
+    for model in sorted(seeds, key=model_order):
+        name = f"{model} (failed; seeds {', '.join(map(str, sorted(seeds[model])))})"
+        empty = pl.DataFrame({"request_id": []})
+        rows.append(ModelResult(name, False, {}, empty, [], [], stale=True))
+    return rows
+
+
+def failed_list(failures: list[dict]) -> str:
+    lines = ["Failed runs (tried again by the next command):", ""]
+    lines += [f"- {f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
+    return "\n".join(lines)
+
+
+def _unreadable(reasons: list[str]) -> bool:
+    return any(r in RunStore.UNFINISHED for r in reasons)
+
+
+def model_order(model: str) -> tuple[int, str]:
+    """The packaged default models first, in their order; any other model after, by name."""
+    packaged = DEFAULT_MODELS
+    return (packaged.index(model) if model in packaged else len(packaged), model)
+
+
+def table_command(command: str, models: list[str], seeds: list[int], threads: int | None) -> str:
+    """The command that reproduces the whole table: ``command`` with its models, seeds and
+    thread count replaced by the table's (and without ``--rerun`` or ``--quiet``)."""
+    words = shlex.split(command)
+    dropped = {"--models": True, "--seeds": True, "--threads": True, "--rerun": False}
+    dropped |= {"--quiet": False, "--wandb": True}
+    kept, skipping = [], False
+    for word in words:
+        if word in dropped:
+            skipping = dropped[word]
+            continue
+        if skipping and not word.startswith("--"):
+            continue
+        skipping = False
+        kept.append(word)
+    kept += ["--models", *models] if models else []
+    kept += ["--seeds", *map(str, seeds)] if seeds else []
+    kept += ["--threads", str(threads)] if threads is not None else []
+    return shlex.join(kept)
+
+
+def stale_table(stale: list[tuple[str, dict | None, list[str]]]) -> str:
+    """Records this code, data, config, lock or thread count would not make again, one by
+    one: their rows above are marked stale and never best or tested; rerunning their model
+    refreshes them."""
+    lines = [
+        "Stale records (rows marked stale above: never best, never tested; rerun their model "
+        "to refresh them):",
+        "",
+        "| run | why | made at |",
+        "|---|---|---|",
+    ]
+    for run_id, record, reasons in stale:
+        made = (record or {}).get("git", {}).get("commit") or ""
+        lines.append(f"| {run_id} | {', '.join(reasons)} | {made[:10]} |")
+    return "\n".join(lines)
+
+
+def _notes_line(datamodule) -> str:
+    """What the adapter dropped, what the dataset lacks and what was skipped for it."""
+    if not datamodule.notes:
+        return ""
+    return " Dataset notes: " + "; ".join(datamodule.notes) + "."
+
+
+def model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:
+    """A model's row of a summary: its seeds' means, and per-query values averaged over seeds."""
+    records = [json.loads(store.record_path(f"{model}-seed{s}").read_text()) for s in seeds]
+    values: dict[str, list[float]] = {}
+    for record in records:
+        for label, metrics in record["metrics"].items():
+            for name, result in metrics.items():
+                values.setdefault(f"{label}/{name}", []).append(result["mean"])
+    per_query = pl.concat([store.per_query(r["run_id"]) for r in records])
+    per_query = per_query.group_by("request_id").agg(pl.all().mean()).sort("request_id")
+    return ModelResult(
+        name=model,
+        reference=False,
+        values=values,
+        per_query=per_query,
+        fit_seconds=[r["wall_time_s"]["fit"] for r in records],
+        peak_mb=[r["peak_memory_mb"] for r in records],
+    )
+
+
+def _reference_results(datamodule, config: dict) -> list[ModelResult]:
+    test = datamodule.arrays("test")
+    references = reference_scores(test)
+    if "true_relevance" in test.labels:
+        references["ideal (true relevance)"] = test.labels["true_relevance"].astype(np.float64)
+    results = []
+    for name, scores in references.items():
+        metrics, per_query = evaluate_scores(
+            test, scores, ks=tuple(config["metrics"]["ks"]), gain=config["metrics"]["gain"]
+        )
+        values = {
+            f"{label}/{m}": [r["mean"]] for label, ms in metrics.items() for m, r in ms.items()
+        }
+        results.append(ModelResult(f"ref: {name}", True, values, per_query, [], []))
+    return results
+
+
+def left_out_note(store: RunStore, config: dict) -> str:
+    """How many test queries each label leaves out (no positive label), from the first run."""
+    first = f"{config['models'][0]}-seed{config['seeds'][0]}"
+    return left_out_from(json.loads(store.record_path(first).read_text()))
+
+
+def left_out_from(record: dict) -> str:
+    """How many test queries each label of ``record`` leaves out (no positive label)."""
+    parts = []
+    for label, metrics in record["metrics"].items():
+        name = next((n for n in metrics if n.startswith("ndcg@")), "mrr")
+        if name in metrics and "left_out" in metrics[name]:
+            total = metrics[name]["left_out"] + metrics[name]["counted"]
+            parts.append(f"{label} {metrics[name]['left_out']} of {total}")
+    return ("Queries left out (no positive label): " + "; ".join(parts) + ".") if parts else ""

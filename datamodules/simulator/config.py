@@ -1,0 +1,132 @@
+"""What determines a simulated log: ``SimulatorConfig``, the named presets, and the true
+examination and attraction probabilities of the click model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from datamodules.simulator.vocabulary import CATEGORIES
+
+_MAX_CANDIDATES = 64  # column index packs into 6 bits of the ranking sort key
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that determines a simulated log. Same config => identical tables."""
+
+    n_requests: int
+    items_per_request: int
+    n_products: int
+    n_users: int
+    n_query_intents: int  # distinct intents (capped at what the catalog offers, ~4k)
+    position_bias: float = 1.0  # eta in examination(p) = (1 / p) ** eta
+    intervention_rate: float = 0.1  # share of requests whose shown list is randomized
+    intervention: str = "rand_pair"  # "rand_pair": swap 1 <-> k; "rand_top": shuffle all
+    logging_noise: float = 1.0  # std of the logging ranker's noise on true relevance
+    popularity_weight: float = 0.5  # weight of popularity (z-score) in the logging ranker
+    click_noise: float = 0.05  # epsilon: attraction of an irrelevant item
+    candidates_per_item: float = 2.0  # candidates retrieved per shown slot
+    intent_match_share: float = 0.4  # candidates from products matching the whole intent
+    off_category_share: float = 0.2  # candidates from anywhere in the catalog
+    query_zipf: float = 1.0  # exponent s of intent popularity 1 / (rank + shift) ** s
+    query_zipf_shift: float = 3.0  # flattens the head: no single intent dominates the log
+    wordings_per_intent: int = 6  # distinct query texts written for one intent
+    days: float = 30.0  # time span of the log
+    start: str = "2024-01-01"  # first timestamp (ISO date)
+    seed: int = 0
+    chunk_requests: int = 200_000  # requests per generated chunk (bounds memory)
+
+    def __post_init__(self):
+        for name in (
+            "n_requests",
+            "items_per_request",
+            "n_products",
+            "n_users",
+            "n_query_intents",
+            "wordings_per_intent",
+            "chunk_requests",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SimulatorConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.items_per_request < 2:
+            raise ValueError("SimulatorConfig.items_per_request must be >= 2")
+        if not self.items_per_request <= self.n_candidates <= _MAX_CANDIDATES:
+            raise ValueError(
+                f"candidates per request ({self.n_candidates}) must lie between "
+                f"items_per_request ({self.items_per_request}) and {_MAX_CANDIDATES}"
+            )
+        if self.n_products < max(2 * self.n_candidates, len(CATEGORIES)):
+            raise ValueError(
+                f"n_products ({self.n_products}) must be >= max(2 * candidates per request, "
+                f"number of categories) = {max(2 * self.n_candidates, len(CATEGORIES))}"
+            )
+        if self.intervention not in ("rand_pair", "rand_top"):
+            raise ValueError(
+                f"unknown intervention {self.intervention!r}; valid: 'rand_pair', 'rand_top'"
+            )
+        for name in (
+            "intervention_rate",
+            "click_noise",
+            "intent_match_share",
+            "off_category_share",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"SimulatorConfig.{name} must lie in [0, 1]")
+        if self.intent_match_share + self.off_category_share > 1.0:
+            raise ValueError("intent_match_share + off_category_share must be <= 1")
+        if self.position_bias < 0 or self.logging_noise < 0 or self.days <= 0:
+            raise ValueError("position_bias and logging_noise must be >= 0, days > 0")
+
+    @property
+    def n_candidates(self) -> int:
+        return math.ceil(self.candidates_per_item * self.items_per_request)
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_requests / self.chunk_requests)
+
+
+PRESETS: dict[str, SimulatorConfig] = {
+    "tiny": SimulatorConfig(
+        n_requests=200, items_per_request=8, n_products=200, n_users=50, n_query_intents=40
+    ),
+    "ci": SimulatorConfig(
+        n_requests=2_000, items_per_request=10, n_products=1_000, n_users=300, n_query_intents=300
+    ),
+    "default": SimulatorConfig(
+        n_requests=20_000,
+        items_per_request=10,
+        n_products=5_000,
+        n_users=2_000,
+        n_query_intents=2_000,
+    ),
+    "large": SimulatorConfig(
+        n_requests=1_000_000,
+        items_per_request=20,
+        n_products=50_000,
+        n_users=100_000,
+        n_query_intents=3_500,
+        chunk_requests=100_000,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> SimulatorConfig:
+    """A named configuration, with any field overridden (``preset("ci", seed=3)``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown simulator preset {name!r}; valid: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def examination_probabilities(position_bias: float, n_positions: int) -> np.ndarray:
+    """True probability that position p (1-based) is looked at: (1 / p) ** position_bias."""
+    return (1.0 / np.arange(1, n_positions + 1)) ** position_bias
+
+
+def attraction_probabilities(click_noise: float) -> np.ndarray:
+    """Probability that an examined item of relevance 0..4 is clicked."""
+    gain = (2.0 ** np.arange(5) - 1.0) / 15.0
+    return click_noise + (1.0 - click_noise) * gain
