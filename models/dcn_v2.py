@@ -17,7 +17,7 @@ with ``g`` a nonlinearity in the low-rank space (left out, together with ``C_i``
 ``low_rank_activation`` is None: ``E_i = x_0 ⊙ (U_i V_iᵀ x_l + b_l)``), and ``G`` a softmax
 over the experts of a linear function of ``x_l``.
 
-The network here crosses each item's :class:`~models.neural.TabularInput` vector; the deep
+The network here crosses each item's :class:`~models.blocks.TabularInput` vector; the deep
 part is an MLP, either **stacked** on the cross network or run in **parallel** with it and
 concatenated (the paper's two structures), and a linear head per task scores each item.
 """
@@ -32,7 +32,8 @@ from torch import nn
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import register
-from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet, TabularInput, mlp
+from models.blocks import TabularInput, mlp
+from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 STRUCTURES = ("stacked", "parallel")

@@ -33,38 +33,8 @@ from rtdl_revisiting_models import FTTransformer
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import register
+from models.blocks import backbone_kwargs
 from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet
-
-
-def _library_defaults(n_blocks: int) -> dict[str, Any]:
-    kwargs = FTTransformer.get_default_kwargs(n_blocks=n_blocks)
-    kwargs.pop("_is_default")
-    return kwargs
-
-
-PROFILES: dict[str, dict[str, Any]] = {
-    # A smaller width than the library's 2-block default (128), measured to fit CPU budgets.
-    "cpu": {**_library_defaults(2), "d_block": 64},
-    # The paper's / library's default FT-Transformer.
-    "paper": _library_defaults(3),
-}
-
-
-def backbone_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    """The library's backbone settings for ``config``: its profile, then explicit overrides."""
-    profile = config["profile"]
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-    kwargs = dict(PROFILES[profile])
-    for key in ("n_blocks", "d_block"):
-        if config[key] is not None:
-            kwargs[key] = int(config[key])
-    if kwargs["n_blocks"] < 1:
-        raise ValueError(f"n_blocks must be at least 1, not {kwargs['n_blocks']}")
-    heads = kwargs["attention_n_heads"]
-    if kwargs["d_block"] < 1 or kwargs["d_block"] % heads:
-        raise ValueError(f"d_block must be a positive multiple of {heads} (the attention heads)")
-    return kwargs
 
 
 class FTTransformerNet(RankingNet):

@@ -20,54 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
-from datamodules.tables import BEHAVIOUR_COLUMNS
 from models.base import register
-from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet, TabularInput, mlp
-
-
-class MMoEHeads(nn.Module):
-    """Shared experts, one softmax gate and one tower per task, over any input vector."""
-
-    def __init__(self, d_in: int, tasks, config: dict[str, Any]):
-        super().__init__()
-        experts, d_expert = [], d_in
-        for _ in range(config["n_experts"]):
-            expert, d_expert = mlp(d_in, list(config["expert_layers"]), 0.0)
-            experts.append(expert)
-        self.experts = nn.ModuleList(experts)
-        self.tasks = tuple(tasks)
-        self.gates = nn.ModuleDict({t: nn.Linear(d_in, config["n_experts"]) for t in self.tasks})
-        towers = {}
-        for task in self.tasks:
-            body, d_tower = mlp(d_expert, list(config["tower_layers"]), config["dropout"])
-            towers[task] = nn.Sequential(body, nn.Linear(d_tower, 1))
-        self.towers = nn.ModuleDict(towers)
-
-    def gate_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each task's mixture over the experts, ``[..., n_experts]``."""
-        return {task: torch.softmax(gate(x), dim=-1) for task, gate in self.gates.items()}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        experts = torch.stack([expert(x) for expert in self.experts], dim=-2)  # [..., E, d]
-        outputs = {}
-        for task, weights in self.gate_weights(x).items():
-            mixed = (weights.unsqueeze(-1) * experts).sum(dim=-2)
-            outputs[task] = self.towers[task](mixed).squeeze(-1)
-        return outputs
-
-
-def present_tasks(weights: dict[str, float] | None, spec: FeatureSpec) -> dict[str, float] | None:
-    """Drop optional behaviours (add_to_cart, purchase, ...) the dataset does not log.
-
-    Other unknown names are kept, so that a typo still fails loudly downstream.
-    """
-    if weights is None:
-        return None
-    return {t: w for t, w in weights.items() if t in spec.tasks or t not in BEHAVIOUR_COLUMNS}
+from models.blocks import MMoEHeads, TabularInput, present_tasks
+from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet
 
 
 class MMoENet(RankingNet):

@@ -46,8 +46,7 @@ from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from datamodules.splits import SPLITS
 from models.base import register
-from models.ft_transformer import backbone_kwargs
-from models.mmoe import MMoEHeads, present_tasks
+from models.blocks import MMoEHeads, backbone_kwargs, present_tasks
 from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet
 from models.text_tower import TextTower
 

@@ -96,34 +96,6 @@ def batch_ndcg(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, k
     return (dcg[counted] / ideal[counted]).sum(), int(counted.sum())
 
 
-# --------------------------------------------------------------------------- building blocks
-
-
-class TabularInput(nn.Module):
-    """Numeric features as they are, plus one embedding per categorical feature, concatenated:
-    ``[groups, list, n_numeric + n_categorical * d_embedding]``."""
-
-    def __init__(self, spec: FeatureSpec, d_embedding: int):
-        super().__init__()
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(cardinality, d_embedding) for cardinality in spec.cardinalities
-        )
-        self.n_out = spec.n_numeric + len(spec.cardinalities) * d_embedding
-
-    def forward(self, batch: RankingBatch) -> torch.Tensor:
-        parts = [batch.numeric]
-        parts += [emb(batch.categorical[..., i]) for i, emb in enumerate(self.embeddings)]
-        return torch.cat(parts, dim=-1)
-
-
-def mlp(d_in: int, hidden: list[int], dropout: float) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(d_in, width), nn.ReLU(), nn.Dropout(dropout)]
-        d_in = width
-    return nn.Sequential(*layers), d_in
-
-
 # --------------------------------------------------------------------------- the module
 
 

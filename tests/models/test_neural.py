@@ -8,14 +8,13 @@ import torch
 from torch import nn
 
 from benchmarks.metrics import ndcg
+from models.blocks import TabularInput, mlp
 from models.neural import (
     TRAINING_DEFAULTS,
     NeuralRanker,
     RankingNet,
-    TabularInput,
     batch_ndcg,
     listwise_softmax_loss,
-    mlp,
     pointwise_loss,
 )
 
