@@ -43,7 +43,7 @@ from benchmarks.ablation_plan import (  # noqa: F401 (the ablation's public name
 from benchmarks.ablation_report import AblationOutcome, PreparedData, report
 from benchmarks.records import RunStore
 from benchmarks.runner import prepare_datamodule, run_models
-from benchmarks.wandb_logging import WandbLogger
+from benchmarks.wandb_logging import WandbRuns
 from datamodules import SearchLogDataModule
 from models import get_ranker
 
@@ -71,7 +71,7 @@ def run_ablation(
     selected = select_variants(plan.variants, variants)
     configs = {v.name: variant_config(config, model, v) for v in selected}
     folder = Path(config["output"]) / ablation_name(config)
-    wandb = WandbLogger(
+    wandb = WandbRuns(
         config["wandb"]["mode"], config["wandb"]["project"], ablation_name(config), folder
     )
 
@@ -87,7 +87,7 @@ def run_ablation(
             echo(f"variant {name}")
             store = RunStore(folder / name)
             done, kept = run_models(
-                datamodule, configs[name], store, _wandb_run_logger(wandb, name), progress, rerun
+                datamodule, configs[name], store, wandb, progress, rerun, variant=name
             )
             failed = store.failures()
             if failed:
@@ -103,19 +103,13 @@ def run_ablation(
         del datamodule  # free it before the next group's is built
 
     outcome = report(config, model, selected, configs, prepared, folder, command, ran, skipped)
+    files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "ablation.json")]
     wandb.log_summary(
-        outcome.table, {"ablation": ablation_name(config), "model": model, "command": command}
+        outcome.table,
+        {"ablation": ablation_name(config), "model": model, "command": command},
+        files + [folder / v for v in outcome.table["variant"].to_list()],
     )
     return outcome
-
-
-def _wandb_run_logger(wandb: WandbLogger, variant: str):
-    def log_run(record: dict) -> None:
-        wandb.log_run(
-            record, name=f"{variant}-seed{record['seed']}", extra_config={"variant": variant}
-        )
-
-    return log_run
 
 
 def describe_data(datamodule: SearchLogDataModule) -> PreparedData:

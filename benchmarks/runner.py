@@ -35,7 +35,7 @@ from benchmarks.records import (
 from benchmarks.reuse import run_config as build_run_config
 from benchmarks.reuse import stale_reasons
 from benchmarks.summary import write_summary
-from benchmarks.wandb_logging import WandbLogger
+from benchmarks.wandb_logging import WandbRuns
 from datamodules import SearchLogDataModule
 from datamodules.threads import apply_threads, resolve_threads
 from models import create_ranker, get_ranker
@@ -91,14 +91,20 @@ def run_benchmark(
     apply_threads(resolve_threads(config.get("threads")))
     folder = Path(config["output"]) / config["name"]
     store = RunStore(folder / "runs")
-    wandb = WandbLogger(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
+    wandb = WandbRuns(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
 
     datamodule = prepare_datamodule(config, progress, echo)
     store.clear_scratch()  # checkpoints a killed run left behind
-    ran, skipped = run_models(datamodule, config, store, wandb.log_run, progress, rerun)
+    ran, skipped = run_models(datamodule, config, store, wandb, progress, rerun)
 
     summary = write_summary(config, datamodule, store, folder, command)
-    wandb.log_summary(summary.table, {"benchmark": config["name"], "command": command})
+    for record in summary.valid:  # the group holds every model of the table, each once
+        shown = {"model": record["model"], "seed": record["seed"], **record["config"]}
+        wandb.log_reused(
+            record["run_id"], {**shown, "environment": record.get("environment")}, record
+        )
+    files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "runs")]
+    wandb.log_summary(summary.table, {"benchmark": config["name"], "command": command}, files)
     return BenchmarkOutcome(
         folder, summary.table, summary.markdown, ran, skipped, summary.stale, summary.failed
     )
@@ -108,13 +114,15 @@ def run_models(
     datamodule: SearchLogDataModule,
     config: dict,
     store: RunStore,
-    log_run=None,
+    wandb: WandbRuns | None = None,
     progress: bool = True,
     rerun: bool = False,
+    variant: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Train and record every model x seed of ``config`` on a prepared ``datamodule`` into
     ``store``; returns the run ids (ran, skipped). A run whose record matches is skipped
-    unless ``rerun``; ``log_run`` receives each new record (W&B). A run that raises, or
+    unless ``rerun`` (and logged to W&B once, as reused); a new run streams to its W&B run
+    while it trains (an ablation names its runs by ``variant``). A run that raises, or
     scores a row NaN or infinite, leaves a failure record (model, seed, stage, error) and
     the others go on; it is tried again by the next command."""
     ran, skipped = [], []
@@ -125,22 +133,45 @@ def run_models(
         run_config = build_run_config(config, datamodule, model)
         expected = config_hash(run_config)
         record = None if rerun else store.finished(run_id, expected)
+        name = f"{variant}-seed{seed}" if variant else run_id
+        shown = {
+            "model": model,
+            "seed": seed,
+            **({"variant": variant} if variant else {}),
+            **run_config,
+            "environment": environment(threads),
+        }
         if record and not stale_reasons(record, datamodule, config, threads):
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
+            if wandb is not None:
+                wandb.log_reused(name, shown, record)
             skipped.append(run_id)
             continue
+        live = wandb.start(name, shown) if wandb is not None else None
         try:
             record = _run_one(
-                datamodule, model, seed, run_config, expected, config, store, threads, progress
+                datamodule,
+                model,
+                seed,
+                run_config,
+                expected,
+                config,
+                store,
+                threads,
+                progress,
+                live,
             )
         except RunFailed as failure:
-            store.write_failure(failure.record(run_id, model, seed))
+            failed = failure.record(run_id, model, seed)
+            store.write_failure(failed)
+            if wandb is not None:
+                wandb.finish(live, None, failed)
             tqdm.write(f"failed {run_id} at {failure.stage}: {failure.message}")
             continue
         store.clear_failure(run_id)
+        if wandb is not None:
+            wandb.finish(live, record)
         tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
-        if log_run is not None:
-            log_run(record)
         ran.append(run_id)
     return ran, skipped
 
@@ -176,6 +207,7 @@ def _run_one(
     store: RunStore,
     threads: int,
     progress: bool = True,
+    live=None,
 ) -> dict:
     stage = "build"
     try:
@@ -185,6 +217,7 @@ def _run_one(
             ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
         if hasattr(ranker, "scratch_dir"):
             ranker.scratch_dir = str(store.scratch)
+        ranker.wandb_run = live  # rankers that log while they train use it
         stage = "fit"
         with PeakMemory() as memory, Stopwatch() as fit_time:
             ranker.fit(datamodule)

@@ -29,6 +29,7 @@ class Summary:
     markdown: str  # the table and the left-out note, as printed
     stale: list[str]  # "<run id>: <reasons>" of records the table marks stale
     failed: list[str]  # "<run id> at <stage>: <error>" of runs that failed since
+    valid: list[dict]  # the records the table's rows are built from
 
 
 def write_summary(config: dict, datamodule, store: RunStore, folder: Path, command: str) -> Summary:
@@ -95,7 +96,8 @@ def write_summary(config: dict, datamodule, store: RunStore, folder: Path, comma
     plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
     stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
     failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
-    return Summary(table, markdown + "\n\n" + left_out, stale_lines, failed)
+    records = [record for model in models for record in valid[model]]
+    return Summary(table, markdown + "\n\n" + left_out, stale_lines, failed, records)
 
 
 def _sort_records(

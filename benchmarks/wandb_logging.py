@@ -1,5 +1,14 @@
-"""Weights & Biases logging: offline by default, one run per model x seed, grouped by benchmark
-(an ablation: one run per variant x seed, grouped by ablation).
+"""Weights & Biases: offline by default, one run per model x seed, grouped by benchmark (an
+ablation: one run per variant x seed, grouped by ablation).
+
+A run is opened before its model trains, so its curves stream while it trains: neural
+rankers log through Lightning's own ``WandbLogger`` attached to their Trainer (loss per step,
+validation NDCG@10 per epoch, and W&B's system metrics), and the finished run gets the test
+metrics, times and the record's identity. A record reused from an earlier command is logged
+once, as a run tagged ``reused`` (a ledger in the W&B folder remembers which records were
+logged), so a resumed benchmark's group holds every model of its table without repeats. The
+summary run keeps one id per benchmark (later commands resume it) and uploads
+``summary.md``, ``summary.csv``, ``ndcg.png`` and the run records as an artifact.
 
 Runs are written under ``<results>/<benchmark>/wandb/`` (git-ignored); ``wandb sync`` on that
 folder uploads them later. ``mode: disabled`` turns logging off.
@@ -7,15 +16,22 @@ folder uploads them later. ``mode: disabled`` turns logging off.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import polars as pl
 
+from datamodules.atomic import atomic_write_text
+
 MODES = ("offline", "online", "disabled")
+LEDGER = "logged-records.json"  # record identity -> W&B run id, per benchmark folder
 
 
-class WandbLogger:
+class WandbRuns:
+    """The W&B runs of one benchmark (or ablation) folder."""
+
     def __init__(self, mode: str, project: str, group: str, folder: Path):
         if mode not in MODES:
             raise ValueError(f"wandb.mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -26,7 +42,7 @@ class WandbLogger:
     def enabled(self) -> bool:
         return self.mode != "disabled"
 
-    def _init(self, name: str, job_type: str, config: dict):
+    def _init(self, name: str, job_type: str, config: dict, **kwargs):
         import wandb
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -40,53 +56,96 @@ class WandbLogger:
             dir=str(self.folder),
             mode=self.mode,
             reinit="finish_previous",
+            **kwargs,
         )
 
-    def log_run(
-        self, record: dict, name: str | None = None, extra_config: dict | None = None
-    ) -> str | None:
-        """One W&B run for a finished model x seed run; returns the run's local folder.
+    # ------------------------------------------------------------------ model x seed runs
 
-        ``name`` replaces the run id as the W&B run name, and ``extra_config`` adds settings
-        (an ablation names its runs by variant and records which variant ran)."""
+    def start(self, name: str, config: dict):
+        """A run opened before training (None when logging is off); hand it to the ranker."""
         if not self.enabled:
             return None
-        run = self._init(
-            name or record["run_id"],
-            "train",
-            {
-                "model": record["model"],
-                "seed": record["seed"],
-                "environment": record.get("environment", {}),
-                **record["config"],
-                **(extra_config or {}),
-            },
-        )
-        for epoch in record.get("training", {}).get("history", []):
-            run.log(epoch)  # the validation curve of neural rankers
-        run.summary.update(flatten_metrics(record["metrics"]))
-        run.summary.update(
-            {
-                "fit_seconds": record["wall_time_s"]["fit"],
-                "peak_memory_mb": record["peak_memory_mb"],
-                "split_hash": record["split_hash"],
-                "dataset_fingerprint": record["dataset_fingerprint"],
-            }
-        )
-        folder = run.dir
-        run.finish()
-        return folder
+        return self._init(name, "train", config)
 
-    def log_summary(self, table: pl.DataFrame, config: dict) -> None:
-        """The benchmark's summary table as a ``wandb.Table`` in a run of its own."""
+    def finish(self, run, record: dict | None, failure: dict | None = None) -> None:
+        """Close ``run`` with the record's results (or the failure that ended it)."""
+        if run is None:
+            return
+        if record is not None:
+            run.summary.update(_summary(record))
+            self._remember(record, run.id)
+        if failure is not None:
+            run.summary.update({"failed_stage": failure["stage"], "error": failure["error"]})
+        run.finish(exit_code=0 if failure is None else 1)
+
+    def log_reused(self, name: str, config: dict, record: dict) -> None:
+        """A record an earlier command made, logged once as a run tagged ``reused``."""
+        if not self.enabled or _identity(record) in self._ledger():
+            return
+        run = self._init(name, "train", config, tags=["reused"])
+        for epoch in record.get("training", {}).get("history", []):
+            run.log(epoch)  # the validation curve as it was recorded
+        run.summary.update({**_summary(record), "reused": True})
+        self._remember(record, run.id)
+        run.finish()
+
+    # ------------------------------------------------------------------ the summary
+
+    def log_summary(self, table: pl.DataFrame, config: dict, files: list[Path]) -> None:
+        """The summary table as a ``wandb.Table``, in one run per benchmark (resumed by later
+        commands), with the summary files and run records as an artifact."""
         if not self.enabled:
             return
         import wandb
 
-        run = self._init("summary", "summary", config)
+        stable = hashlib.sha256(f"{self.project}/{self.folder.resolve()}".encode()).hexdigest()
+        run = self._init("summary", "summary", config, id=f"summary-{stable[:16]}", resume="allow")
         clean = table.with_columns(pl.col(pl.Float64).fill_nan(None))
         run.log({"summary": wandb.Table(columns=clean.columns, data=clean.rows())})
+        artifact = wandb.Artifact(f"{_safe(self.group)}-results", type="results")
+        for path in files:
+            if path.is_dir():
+                artifact.add_dir(str(path), name=path.name)
+            elif path.is_file():
+                artifact.add_file(str(path))
+        run.log_artifact(artifact)
         run.finish()
+
+    # ------------------------------------------------------------------ the ledger
+
+    def _ledger(self) -> dict:
+        try:
+            return json.loads((self.folder / "wandb" / LEDGER).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def _remember(self, record: dict, run_id: str) -> None:
+        ledger = self._ledger()
+        ledger[_identity(record)] = run_id
+        atomic_write_text(self.folder / "wandb" / LEDGER, json.dumps(ledger, indent=1))
+
+
+def _identity(record: dict) -> str:
+    return f"{record['run_id']}:{record.get('finished_at')}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+
+
+def _summary(record: dict) -> dict:
+    return {
+        **flatten_metrics(record["metrics"]),
+        "fit_seconds": record["wall_time_s"]["fit"],
+        "peak_memory_mb": record["peak_memory_mb"],
+        "split_hash": record["split_hash"],
+        "dataset_fingerprint": record["dataset_fingerprint"],
+    }
+
+
+def run_config(record_or_config: dict, model: str, seed: int, extra: dict | None = None) -> dict:
+    """What a W&B run's config shows: model, seed, the run's settings and environment."""
+    return {"model": model, "seed": seed, **record_or_config, **(extra or {})}
 
 
 def flatten_metrics(metrics: dict) -> dict:

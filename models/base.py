@@ -47,6 +47,9 @@ class Ranker(ABC):
         self.seed = seed
         # Whatever the model wants recorded about its training (best iteration, epochs, ...).
         self.training_summary: dict[str, Any] = {}
+        # The W&B run of this fit, set by the driver when logging is on: a ranker may log its
+        # training curves to it while it trains (neural rankers do, through Lightning).
+        self.wandb_run = None
 
     @abstractmethod
     def fit(self, datamodule) -> None:

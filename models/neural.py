@@ -105,6 +105,7 @@ class RankingNet(L.LightningModule):
     def __init__(self, spec: FeatureSpec, config: dict[str, Any]):
         super().__init__()
         self.spec, self.config = spec, config
+        self.save_hyperparameters(dict(config))  # in checkpoints and the logger's config
         weights = config["task_weights"]
         unknown = sorted(set(weights) - set(spec.tasks))
         if unknown:
@@ -244,7 +245,9 @@ class NeuralRanker(Ranker):
                 callbacks=[checkpoint, stopping, history],
                 accelerator="cpu",
                 deterministic=True,  # the one place deterministic algorithms are switched on
-                logger=False,
+                logger=self._logger(),
+                # Every 10 steps, or every step of an epoch shorter than that: a curve, always.
+                log_every_n_steps=max(1, min(10, len(datamodule.train_dataloader()))),
                 enable_progress_bar=self.progress,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
@@ -265,6 +268,15 @@ class NeuralRanker(Ranker):
             "best_val_ndcg@10": float(checkpoint.best_model_score),
             "history": history.epochs,
         }
+
+    def _logger(self):
+        """Lightning's own W&B logger on the driver's run (curves stream while training), or
+        none when W&B is off."""
+        if self.wandb_run is None:
+            return False
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(experiment=self.wandb_run)
 
     def build_module(self, datamodule) -> RankingNet:
         """The network to train; models that need more than the feature spec override this."""

@@ -1,0 +1,73 @@
+"""W&B as its users expect: curves that stream while a model trains, a group that holds every
+model of the table once, one summary run per benchmark with the results as an artifact."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from benchmarks.cli import main
+
+ARGS = ["bench", "--preset", "tiny", "--seeds", "0", "--wandb", "offline", "--quiet"]
+ARGS += ["--set", "model_config.mmoe.max_epochs=3", "--set", "model_config.xgboost.n_estimators=20"]
+
+
+def bench(out, *models) -> int:
+    return main([*ARGS, "--models", *models, "--out", str(out)])
+
+
+def train_runs(folder) -> list[str]:
+    return sorted(
+        p.name for p in (folder / "wandb").glob("offline-run-*") if "summary" not in p.name
+    )
+
+
+def test_a_neural_model_streams_its_curves_while_it_trains(tmp_path, monkeypatch):
+    import wandb
+
+    calls: list[tuple[float, set]] = []
+    log = wandb.Run.log
+
+    def recording(self, data, *args, **kwargs):
+        calls.append((time.time(), set(data)))
+        return log(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(wandb.Run, "log", recording)
+    assert bench(tmp_path, "mmoe") == 0
+    steps = [(t, keys) for t, keys in calls if "train_loss" in keys]
+    epochs = [(t, keys) for t, keys in calls if "val_ndcg@10" in keys]
+    assert len(steps) >= 3 and len(epochs) >= 2  # per step and per epoch, not once at the end
+    times = [t for t, _ in calls]
+    assert times == sorted(times) and times[-1] - times[0] > 0
+    assert len(train_runs(tmp_path / "simulator-tiny")) == 1
+
+
+def test_the_group_holds_every_model_of_the_table_once(tmp_path):
+    folder = tmp_path / "simulator-tiny"
+    assert bench(tmp_path, "xgboost") == 0
+    assert bench(tmp_path, "mmoe") == 0
+    assert len(train_runs(folder)) == 2
+    assert bench(tmp_path, "xgboost", "mmoe") == 0  # both reused: nothing logged again
+    assert len(train_runs(folder)) == 2
+    # A clone whose W&B folder is new logs each record of the table once, marked reused,
+    # whichever models the command names.
+    (folder / "wandb" / "logged-records.json").unlink()
+    assert bench(tmp_path, "xgboost") == 0
+    assert len(train_runs(folder)) == 4
+    ledger = json.loads((folder / "wandb" / "logged-records.json").read_text())
+    assert sorted(key.split(":")[0] for key in ledger) == ["mmoe-seed0", "xgboost-seed0"]
+    summaries = {
+        re.search(r"summary-([0-9a-f]{16})", p.name).group(1)
+        for p in (folder / "wandb").glob("*-summary-*")
+    }
+    assert len(summaries) == 1  # one summary run id per benchmark, resumed
+
+
+@pytest.mark.parametrize("mode", ["disabled"])
+def test_disabled_writes_no_wandb_folder(tmp_path, mode):
+    args = [a if a != "offline" else mode for a in ARGS]
+    assert main([*args, "--models", "xgboost", "--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "simulator-tiny" / "wandb").exists()
