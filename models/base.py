@@ -51,6 +51,12 @@ class Ranker(ABC):
         # training curves to it while it trains (neural rankers do, through Lightning).
         self.wandb_run = None
 
+    def log_progress(self, values: dict[str, float]) -> None:
+        """Send a training curve's point (an iteration's or epoch's metrics) to the run's W&B
+        run as it happens; nothing when W&B is off."""
+        if self.wandb_run is not None:
+            self.wandb_run.log(values)
+
     @abstractmethod
     def fit(self, datamodule) -> None:
         """Train on ``datamodule``'s train split, using its val split for early stopping."""

@@ -12,9 +12,11 @@ One item (a product shown for a query) is one sequence for the transformer:
    for every product field: the element-wise product and absolute difference with the
    query (each projected to a token) and their cosine (a scalar token), appended to the
    sequence so that attention mixes text and tabular tokens.
-3. The FT-Transformer backbone (``FTTransformerBackbone``); its [CLS] output is the shared
+3. The FT-Transformer backbone (``FTTransformerBackbone``); its [CLS] output, through the
+   normalisation and activation of the FT-Transformer's own head (LayerNorm, ReLU: the
+   backbone is pre-norm, so its last residual stream is not normalised), is the shared
    representation.
-4. **MMoE heads** (:class:`models.mmoe.MMoEHeads`): shared experts, a gate and a tower per
+4. **MMoE heads** (:class:`models.blocks.MMoEHeads`): shared experts, a gate and a tower per
    task. The loss is the ``task_weights`` sum of per-task listwise losses, or, with
    ``uncertainty_weighting``, each task's loss scaled by a learned precision (Kendall, Gal
    and Cipolla, CVPR 2018: ``exp(-s_t) * L_t + s_t``, times its task weight).
@@ -160,6 +162,8 @@ class MTLTinyBERTNet(RankingNet):
                 tower.dim, d_token, products, bool(config["interaction_tokens"])
             )
         self.backbone = FTTransformerBackbone(d_out=None, **ft)
+        # What the library's output head applies before its linear layer.
+        self.cls_norm = nn.Sequential(nn.LayerNorm(d_token), nn.ReLU())
         self.heads = MMoEHeads(d_token, self.tasks, config)
         if config["uncertainty_weighting"]:
             self.log_variances = nn.ParameterDict(
@@ -201,7 +205,7 @@ class MTLTinyBERTNet(RankingNet):
         return torch.cat(parts, dim=1)
 
     def forward(self, batch: RankingBatch) -> dict[str, torch.Tensor]:
-        shared = self.backbone(self.tokens(batch))  # [items, d]: the [CLS] output
+        shared = self.cls_norm(self.backbone(self.tokens(batch)))  # [items, d]: the [CLS]
         out = {}
         for task, logits in self.heads(shared).items():
             out[task] = logits.new_zeros(batch.mask.shape).masked_scatter(batch.mask, logits)

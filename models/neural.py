@@ -159,6 +159,12 @@ class RankingNet(L.LightningModule):
         """The training loss from the per-task losses: their ``task_weights`` sum."""
         return sum(self.task_weights[task] * loss for task, loss in losses.items())
 
+    def predict_step(self, batch: RankingBatch, batch_index: int):
+        """The batch's row numbers and every head's logits (and ``"_score"``) for its items."""
+        heads = self(batch)
+        heads = {"_score": self.ranking_score(heads), **heads}
+        return batch.rows[batch.mask], {name: logits[batch.mask] for name, logits in heads.items()}
+
     def on_validation_epoch_start(self) -> None:
         self._val_sum, self._val_count = 0.0, 0
 
@@ -282,19 +288,24 @@ class NeuralRanker(Ranker):
         """The network to train; models that need more than the feature spec override this."""
         return self.module_class(datamodule.spec, self.config)
 
-    @torch.inference_mode()
     def _outputs(self, datamodule, split: str) -> dict[str, np.ndarray]:
-        """Every head's logits and the ranking score (``"_score"``), per row of ``split``."""
-        self.module.eval()
+        """Every head's logits and the ranking score (``"_score"``), per row of ``split``,
+        by ``trainer.predict`` over the split's query groups."""
+        with _quiet_lightning():
+            trainer = L.Trainer(
+                accelerator="cpu",
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            batches = trainer.predict(self.module, dataloaders=datamodule.loader(split))
         n_rows = datamodule.arrays(split).n_rows
         outputs: dict[str, np.ndarray] = {}
-        for batch in datamodule.loader(split):
-            heads = self.module(batch)
-            heads = {"_score": self.module.ranking_score(heads), **heads}
-            rows = batch.rows[batch.mask].numpy()
+        for rows, heads in batches:
             for name, logits in heads.items():
                 target = outputs.setdefault(name, np.zeros(n_rows, dtype=np.float64))
-                target[rows] = logits[batch.mask].double().numpy()
+                target[rows.numpy()] = logits.double().numpy()
         return outputs
 
     def predict_tasks(self, datamodule, split: str) -> dict[str, np.ndarray]:

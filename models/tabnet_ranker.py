@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import torch
+from pytorch_tabnet.callbacks import Callback
 from pytorch_tabnet.metrics import Metric
 from pytorch_tabnet.tab_model import TabNetRegressor
 
@@ -92,6 +93,7 @@ class TabNetRanker(Ranker):
                 virtual_batch_size=min(config["virtual_batch_size"], batch_size),
                 drop_last=True,
                 compute_importance=False,
+                callbacks=[_Progress(self, metric._name)] if self.wandb_run is not None else None,
             )
         history = self.model.history.history.get(f"val_{metric._name}", [])
         self.training_summary = {
@@ -103,6 +105,21 @@ class TabNetRanker(Ranker):
     def predict(self, datamodule, split: str) -> np.ndarray:
         scores = self.model.predict(_inputs(datamodule.arrays(split)))
         return np.asarray(scores, dtype=np.float64).reshape(-1)
+
+
+class _Progress(Callback):
+    """Each epoch's training loss and validation NDCG@10, to the ranker's W&B run."""
+
+    def __init__(self, ranker: Ranker, metric: str):
+        super().__init__()
+        self.ranker, self.metric = ranker, metric
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        point = {"epoch": epoch, "train_loss": logs.get("loss")}
+        if f"val_{self.metric}" in logs:
+            point["val_ndcg@10"] = logs[f"val_{self.metric}"]
+        self.ranker.log_progress({k: float(v) for k, v in point.items() if v is not None})
 
 
 def _inputs(arrays) -> np.ndarray:

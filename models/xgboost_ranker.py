@@ -45,6 +45,7 @@ class XGBoostRanker(Ranker):
             feature_types=["q"] * len(spec.numeric) + ["c"] * len(spec.categorical),
             random_state=self.seed,
             n_jobs=n_jobs,
+            callbacks=[_Progress(self)] if self.wandb_run is not None else None,
             **config,
         )
         self.model.fit(
@@ -63,6 +64,21 @@ class XGBoostRanker(Ranker):
     def predict(self, datamodule, split: str) -> np.ndarray:
         arrays = datamodule.arrays(split)
         return self.model.predict(arrays.tabular()).astype(np.float64)
+
+
+class _Progress(xgb.callback.TrainingCallback):
+    """Each boosting round's validation NDCG@10, to the ranker's W&B run as it trains."""
+
+    def __init__(self, ranker: Ranker):
+        super().__init__()
+        self.ranker = ranker
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        for data, metrics in evals_log.items():
+            self.ranker.log_progress(
+                {"iteration": epoch, **{f"{data}/{m}": v[-1] for m, v in metrics.items()}}
+            )
+        return False  # never stops training; early stopping is XGBoost's own
 
 
 def _integer_labels(labels: np.ndarray) -> np.ndarray:

@@ -71,3 +71,22 @@ def test_disabled_writes_no_wandb_folder(tmp_path, mode):
     args = [a if a != "offline" else mode for a in ARGS]
     assert main([*args, "--models", "xgboost", "--out", str(tmp_path)]) == 0
     assert not (tmp_path / "simulator-tiny" / "wandb").exists()
+
+
+@pytest.mark.parametrize("model", ["xgboost", "tabnet"])
+def test_tree_and_tabnet_rankers_log_each_iteration(tmp_path, monkeypatch, model):
+    import wandb
+
+    points: list[set] = []
+    log = wandb.Run.log
+
+    def recording(self, data, *args, **kwargs):
+        points.append(set(data))
+        return log(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(wandb.Run, "log", recording)
+    extra = ["--set", "model_config.tabnet.max_epochs=3"]
+    assert main([*ARGS, *extra, "--models", model, "--out", str(tmp_path)]) == 0
+    curve = [p for p in points if "iteration" in p or "epoch" in p]
+    assert len(curve) >= 3
+    assert any("validation_0/ndcg@10" in p or "val_ndcg@10" in p for p in curve)

@@ -227,3 +227,13 @@ def test_bad_settings_are_one_line_errors(datamodule, config):
         make_net(datamodule, config, profile="laptop")
     with pytest.raises(ValueError, match="score_task 'relevance' has no head"):
         make_net(datamodule, config, task_weights={"click": 1.0})
+
+
+def test_heads_read_the_cls_output_through_the_ft_heads_normalisation(datamodule, config, batch):
+    net = make_net(datamodule, config).eval()
+    seen = {}
+    net.cls_norm.register_forward_hook(lambda module, args, out: seen.update(out=out))
+    net(batch)
+    normalised = seen["out"]
+    assert isinstance(net.cls_norm[0], torch.nn.LayerNorm) and (normalised >= 0).all()  # ReLU
+    assert normalised.shape == (int(batch.mask.sum()), net.cls_token.shape[0])
