@@ -52,13 +52,23 @@ TABLES = ("impressions", "products", "users")
 ROLES = {
     "impressions": {
         "required": ("request_id", "query", "product_id", "position", "click"),
-        "optional": ("user_id", "add_to_cart", "purchase", "timestamp"),
+        "optional": (
+            "user_id",
+            "add_to_cart",
+            "purchase",
+            "timestamp",
+            # Interventions: which requests showed a randomized order, and where the
+            # production ranker had put each item (position_base applies to it too).
+            "randomized",
+            "ranker_position",
+        ),
     },
     "products": {"required": ("product_id", "title"), "optional": ("description",)},
     "users": {"required": ("user_id",), "optional": ()},
 }
 ID_COLUMNS = ("request_id", "product_id", "user_id")
-BOOLEAN_COLUMNS = ("click", "add_to_cart", "purchase")
+BOOLEAN_COLUMNS = ("click", "add_to_cart", "purchase", "randomized")
+POSITION_COLUMNS = ("position", "ranker_position")
 TEXT_COLUMNS = ("query", "title", "description")
 DEFAULT_TRUE = ("true", "True", "TRUE", "1", "yes", "y")
 DEFAULT_FALSE = ("false", "False", "FALSE", "0", "no", "n")
@@ -230,9 +240,14 @@ def _canonical_table(name: str, table: TableMapping, mapping: LogMapping) -> pl.
                 source, column, _missing_column_problem(role, column, raw), raw.height
             )
     out = raw.select([pl.col(column).alias(role) for role, column in wanted.items()])
-    conversions = [
-        _convert(out, role, table, mapping, source).alias(role) for role in table.columns
-    ]
+    conversions = []
+    for role in table.columns:
+        try:
+            conversions.append(_convert(out, role, table, mapping, source).alias(role))
+        except LogValidationError as error:  # name the file's column beside the suite's
+            raise LogValidationError(
+                source, wanted[role], error.problem, error.rows, canonical=role
+            ) from None
     conversions += [_attribute(out, a, source).alias(a) for a in table.attributes]
     return out.with_columns(conversions)
 
@@ -249,8 +264,18 @@ def _missing_column_problem(role: str, column: str, raw: pl.DataFrame) -> str:
 def _convert(df: pl.DataFrame, role: str, table: TableMapping, mapping: LogMapping, source: str):
     if role in ID_COLUMNS:
         return _id(df, role, mapping.zero_pad.get(role))
-    if role == "position":
-        return _integer(df, role, source) + (1 - table.position_base)
+    if role in POSITION_COLUMNS:
+        written = _integer(df, role, source)
+        position = written + (1 - table.position_base)
+        below = df.select((position < 1).sum()).item()
+        if below:
+            hint = (
+                "; this file's positions start at 0: set `position_base: 0` for the table"
+                if table.position_base == 1 and df.select(written.min()).item() == 0
+                else ""
+            )
+            raise LogValidationError(source, role, f"positions must be 1 or more{hint}", below)
+        return position
     if role in BOOLEAN_COLUMNS:
         return _boolean(df, role, mapping, source)
     if role == "timestamp":
@@ -286,11 +311,18 @@ def _integer(df: pl.DataFrame, column: str, source: str) -> pl.Expr:
 
 
 def _boolean(df: pl.DataFrame, column: str, mapping: LogMapping, source: str) -> pl.Expr:
+    """0/1 from the mapping's true and false words, booleans, or numbers 1 and 0 however
+    written (1, 1.0, "1.0")."""
     text = pl.col(column).cast(pl.String).str.strip_chars()
+    number = text.cast(pl.Float64, strict=False)
     value = (
         pl.when(text.is_in(mapping.true_values))
         .then(pl.lit(1, pl.Int8))
         .when(text.is_in(mapping.false_values))
+        .then(pl.lit(0, pl.Int8))
+        .when(number == 1.0)
+        .then(pl.lit(1, pl.Int8))
+        .when(number == 0.0)
         .then(pl.lit(0, pl.Int8))
     )
     bad = _failed_cast(df, column, value)

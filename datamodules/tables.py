@@ -33,11 +33,21 @@ REQUIRED_PRODUCT_COLUMNS = ("product_id", "title")
 class LogValidationError(ValueError):
     """A search-log table is malformed. The message is one line meant for the user."""
 
-    def __init__(self, source: str, column: str | None, problem: str, rows: int | None = None):
+    def __init__(
+        self,
+        source: str,
+        column: str | None,
+        problem: str,
+        rows: int | None = None,
+        canonical: str | None = None,
+    ):
         where = f"{source}: column '{column}'" if column else source
+        if column and canonical and canonical != column:  # the user's name, then the suite's
+            where += f" ({canonical})"
         count = f" ({rows} row{'s' if rows != 1 else ''})" if rows is not None else ""
         super().__init__(f"{where}: {problem}{count}")
         self.source, self.column, self.problem, self.rows = source, column, problem, rows
+        self.canonical = canonical or column
 
 
 @dataclass
@@ -226,14 +236,16 @@ def _as_integer(df: pl.DataFrame, column: str, source: str) -> pl.Expr:
 
 
 def _as_binary(df: pl.DataFrame, column: str, source: str) -> pl.Expr:
-    """A 0/1 ``Int8`` column from booleans or integers; anything else is an error."""
+    """A 0/1 ``Int8`` column from booleans, integers or decimals (1.0 / 0.0, as exported logs
+    write them); anything else is an error."""
     dtype = df.schema[column]
     if dtype == pl.Boolean:
         return pl.col(column).cast(pl.Int8)
     if dtype.is_integer() or dtype.is_float():
         if dtype.is_float():
             _require_no_nulls(df, [column], source)
-        bad = df.select((~pl.col(column).is_in([0, 1])).sum()).item()
+        allowed = [0.0, 1.0] if dtype.is_float() else [0, 1]
+        bad = df.select((~pl.col(column).is_in(allowed)).sum()).item()
         if bad:
             raise LogValidationError(source, column, "must be 0/1 or true/false", bad)
         return pl.col(column).cast(pl.Int8)

@@ -203,11 +203,13 @@ BAD_FILES = {
     ),
     "mixed types": (
         CLICKS.replace("s2;oak desk;9;1", "s2;oak desk;9;second"),
-        "clicks.csv: column 'position': mixed types: values that are not numbers \\(1 row\\)",
+        "clicks.csv: column 'rank' \\(position\\): mixed types: values that are not numbers "
+        "\\(1 row\\)",
     ),
     "unreadable booleans": (
         CLICKS.replace("False;c2", "maybe;c2"),
-        "clicks.csv: column 'click': values that are neither true nor false .* \\(1 row\\)",
+        "clicks.csv: column 'clicked' \\(click\\): values that are neither true nor false .* "
+        "\\(1 row\\)",
     ),
     "empty file": ("", "clicks.csv: the file is empty \\(0 rows\\)"),
     "header only": (CLICKS.splitlines()[0] + "\n", "clicks.csv: no rows \\(only a header\\)"),
@@ -282,3 +284,35 @@ def test_what_the_log_lacks_is_skipped_and_said(tmp_path, capsys):
     datamodule.setup()
     assert datamodule.notes == []
     assert set(datamodule.spec.tasks) == {"relevance", "click", "add_to_cart", "purchase"}
+
+
+def test_flags_written_as_decimals_are_read_as_flags(tmp_path):
+    clicks = CLICKS.replace(";True;", ";1.0;").replace(";False;", ";0.0;")
+    mapping = write_worked_example(tmp_path, clicks=clicks)
+    log = read_mapped_log(mapping)
+    assert log.impressions["click"].to_list() == [1, 0, 0, 1]
+
+
+def test_zero_based_positions_without_position_base_say_how_to_fix_it(tmp_path):
+    mapping = write_worked_example(
+        tmp_path, mapping=README_MAPPING.replace("  position_base: 0\n", "")
+    )
+    with pytest.raises(
+        LogValidationError, match="column 'rank' \\(position\\): positions must"
+    ) as e:
+        read_mapped_log(mapping)
+    assert "set `position_base: 0`" in str(e.value) and "(2 rows)" in str(e.value)
+
+
+def test_a_mapping_takes_interventions_from_your_own_columns(tmp_path):
+    clicks = CLICKS.replace("customer\n", "customer;shuffled;prod_rank\n")
+    rows = clicks.splitlines()
+    extra = [";1;1", ";1;0", ";0.0;0", ";0.0;1"]  # request s1 randomized (ranks swapped)
+    clicks = "\n".join([rows[0]] + [r + x for r, x in zip(rows[1:], extra, strict=True)]) + "\n"
+    mapping = README_MAPPING.replace(
+        "    user_id: customer\n",
+        "    user_id: customer\n    randomized: shuffled\n    ranker_position: prod_rank\n",
+    )
+    log = read_mapped_log(write_worked_example(tmp_path, clicks=clicks, mapping=mapping))
+    assert log.impressions["randomized"].to_list() == [1, 1, 0, 0]
+    assert log.impressions["ranker_position"].to_list() == [2, 1, 1, 2]  # 0-based in the file

@@ -178,3 +178,12 @@ def test_truth_files_are_validated(tmp_path):
         LogValidationError, match="truth_relevance.parquet: column 'true_relevance'"
     ):
         read_log_dir(tmp_path)
+
+
+def test_flags_stored_as_decimals_are_flags(handmade_log):
+    import dataclasses
+
+    impressions = handmade_log.impressions.with_columns(pl.col("click").cast(pl.Float64))
+    log = validate_log(dataclasses.replace(handmade_log, impressions=impressions))
+    assert log.impressions["click"].dtype == pl.Int8
+    assert log.impressions["click"].to_list() == handmade_log.impressions["click"].to_list()
