@@ -106,8 +106,9 @@ def check_model_settings(model_config: dict) -> None:
 
 def default_name(config: dict) -> str:
     """``simulator-<preset>``, ``retrotech``, ``logdir-<folder name>``,
-    ``files-<mapping file name>``, ``letor-<folder name>``, ``esci-<locale>-<version>`` or
-    ``wands``."""
+    ``files-<mapping's folder>-<mapping file name>``, ``letor-<parent>-<folder name>`` (so
+    ``MQ2008/Fold1`` and ``MSLR-WEB10K/Fold1``, or two ``map.yaml`` files, do not share one
+    results folder), ``esci-<locale>-<version>`` or ``wands``."""
     if config["dataset"] == "simulator":
         return f"simulator-{config.get('preset') or 'default'}"
     if config["dataset"] == "esci":
@@ -116,9 +117,11 @@ def default_name(config: dict) -> str:
     if config["dataset"] == "logdir" and config.get("data_path"):
         return f"logdir-{Path(config['data_path']).name}"
     if config["dataset"] == "letor" and config.get("data_path"):
-        return f"letor-{Path(config['data_path']).name}"
+        folder = Path(config["data_path"]).resolve()
+        return f"letor-{folder.parent.name}-{folder.name}"
     if config["dataset"] == "files" and config.get("data_path"):
-        return f"files-{Path(config['data_path']).stem}"
+        mapping = Path(config["data_path"]).resolve()
+        return f"files-{mapping.parent.name}-{mapping.stem}"
     return config["dataset"]
 
 

@@ -62,10 +62,11 @@ def evaluate_scores(
 def reference_scores(arrays: SplitArrays) -> dict[str, np.ndarray]:
     """Model-free reference rankers every table shows beside the models.
 
-    ``logged order`` replays what the logging ranker showed (position 1 first); ``random``
-    gives every item the same score, which the metrics score as the expected random order.
+    ``logged order`` replays what the logging ranker showed (position 1 first), for click
+    logs only: a judged dataset's positions are only its file's order; ``random`` gives every
+    item the same score, which the metrics score as the expected random order.
     """
-    return {
-        "logged order": -arrays.position.astype(np.float64),
-        "random": np.zeros(arrays.n_rows),
-    }
+    references = {"random": np.zeros(arrays.n_rows)}
+    if any(label in arrays.labels for label in BINARY_LABELS):  # a click log: shown lists
+        references = {"logged order": -arrays.position.astype(np.float64), **references}
+    return references

@@ -169,7 +169,7 @@ def test_rankbench_bench_runs_on_a_mapping(tmp_path, capsys):
         + ["--set", "model_config.xgboost.n_estimators=20"]
     )
     assert code == 0, capsys.readouterr().err
-    summary = (out / "files-mapping" / "summary.md").read_text()
+    summary = (out / "files-data-mapping" / "summary.md").read_text()
     assert "| xgboost |" in summary and "MRR buy" in summary
 
 
