@@ -195,7 +195,16 @@ def read_mapped_log(path: str | Path) -> SearchLog:
         users=tables.get("users"),
         sources=sources,
     )
-    return validate_log(log)
+    try:
+        return validate_log(log)
+    except LogValidationError as error:  # name the file's column beside the suite's
+        table = next((t for t in mapping.tables.values() if str(t.path) == error.source), None)
+        yours = table.columns.get(error.column) if table is not None else None
+        if yours is None or yours == error.column:
+            raise
+        raise LogValidationError(
+            error.source, yours, error.problem, error.rows, canonical=error.column
+        ) from None
 
 
 def read_file(path: Path, delimiter: str | None = None) -> pl.DataFrame:

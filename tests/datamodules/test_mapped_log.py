@@ -199,7 +199,7 @@ BAD_FILES = {
     ),
     "unknown product ids": (
         CLICKS.replace(";9;", ";99;"),
-        "clicks.csv: column 'product_id': ids not found in the catalog \\(1 row\\)",
+        "clicks.csv: column 'sku' \\(product_id\\): ids not found in the catalog \\(1 row\\)",
     ),
     "mixed types": (
         CLICKS.replace("s2;oak desk;9;1", "s2;oak desk;9;second"),
