@@ -41,16 +41,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _early_threads(args):
-    """The ``threads`` setting as the command line, then the config file, give it (checked
-    again with every other setting once the settings are loaded)."""
-    if getattr(args, "threads", None) is not None:
-        return args.threads
+    """The ``threads`` setting in the settings' own order (``--set``, then ``--threads``, then
+    the config file), read early: polars sizes its pool at import. Checked again with every
+    other setting once the settings are loaded."""
     for assignment in reversed(getattr(args, "set", None) or []):
         key, _, value = assignment.partition("=")
         if key.strip() == "threads":
             import yaml
 
             return yaml.safe_load(value)
+    if getattr(args, "threads", None) is not None:
+        return args.threads
     path = getattr(args, "config", None)
     if path is not None and Path(path).is_file():
         import yaml

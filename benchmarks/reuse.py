@@ -8,7 +8,9 @@ from datamodules import SearchLogDataModule
 from models import get_ranker
 
 
-def run_config(config: dict, datamodule: SearchLogDataModule, model: str) -> dict:
+def run_settings(config: dict, datamodule: SearchLogDataModule, model: str) -> dict:
+    """What a model's run depends on besides code, data and environment: its record's
+    ``config``, whose hash is the record's ``config_hash``."""
     resolved = get_ranker(model)({**config["model_config"].get(model, {})}).config
     return {
         "dataset": datamodule.source.describe(),
@@ -29,7 +31,7 @@ def stale_reasons(
     except ValueError:
         return ["model not registered in this run (--import its plugin)"]
     reasons = []
-    if record.get("config_hash") != config_hash(run_config(config, datamodule, ranker.name)):
+    if record.get("config_hash") != config_hash(run_settings(config, datamodule, ranker.name)):
         reasons.append("config")
     if record.get("code_hash") != code_hash(ranker):
         reasons.append("code")

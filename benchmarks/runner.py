@@ -32,10 +32,9 @@ from benchmarks.records import (
     git_commit,
     package_versions,
 )
-from benchmarks.reuse import run_config as build_run_config
-from benchmarks.reuse import stale_reasons
+from benchmarks.reuse import run_settings, stale_reasons
 from benchmarks.summary import write_summary
-from benchmarks.wandb_logging import WandbRuns
+from benchmarks.wandb_logging import WandbRuns, wandb_config
 from datamodules import SearchLogDataModule
 from datamodules.threads import apply_threads, resolve_threads
 from models import create_ranker, get_ranker
@@ -99,10 +98,8 @@ def run_benchmark(
 
     summary = write_summary(config, datamodule, store, folder, command)
     for record in summary.valid:  # the group holds every model of the table, each once
-        shown = {"model": record["model"], "seed": record["seed"], **record["config"]}
-        wandb.log_reused(
-            record["run_id"], {**shown, "environment": record.get("environment")}, record
-        )
+        settings = (record["model"], record["seed"], record["config"], record.get("environment"))
+        wandb.log_reused(record["run_id"], wandb_config(*settings), record)
     files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "runs")]
     wandb.log_summary(summary.table, {"benchmark": config["name"], "command": command}, files)
     return BenchmarkOutcome(
@@ -130,17 +127,11 @@ def run_models(
     runs = [(m, s) for m in config["models"] for s in config["seeds"]]
     for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
         run_id = f"{model}-seed{seed}"
-        run_config = build_run_config(config, datamodule, model)
+        run_config = run_settings(config, datamodule, model)
         expected = config_hash(run_config)
         record = None if rerun else store.finished(run_id, expected)
         name = f"{variant}-seed{seed}" if variant else run_id
-        shown = {
-            "model": model,
-            "seed": seed,
-            **({"variant": variant} if variant else {}),
-            **run_config,
-            "environment": environment(threads),
-        }
+        shown = wandb_config(model, seed, run_config, environment(threads), variant)
         if record and not stale_reasons(record, datamodule, config, threads):
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             if wandb is not None:

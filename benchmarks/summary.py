@@ -38,8 +38,10 @@ def write_summary(config: dict, datamodule, store: RunStore, folder: Path, comma
     threads = resolve_threads(config.get("threads"))
     valid, stale = _sort_records(store, datamodule, config, threads)
     models = sorted(valid, key=model_order)
-    seeds = {model: sorted(r["seed"] for r in valid[model]) for model in models}
-    results = [model_result(store, model, seeds[model]) for model in models]
+    for model in models:
+        valid[model].sort(key=lambda r: r["seed"])
+    seeds = {model: [r["seed"] for r in valid[model]] for model in models}
+    results = [result_of(store, model, valid[model]) for model in models]
     uniform = len({tuple(s) for s in seeds.values()}) <= 1
     if not uniform:  # say which seeds each row averages
         for result in results:
@@ -118,14 +120,16 @@ def _sort_records(
 def _stale_results(store: RunStore, stale) -> list[ModelResult]:
     """One row per model and reason of the stale records that can still be read: a committed
     table never shrinks; it says which rows this code, data or settings would not make."""
-    groups: dict[tuple[str, str], list[int]] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
     for _, record, reasons in stale:
         if record is not None and "model" in record and not _unreadable(reasons):
-            groups.setdefault((record["model"], ", ".join(reasons)), []).append(record["seed"])
+            groups.setdefault((record["model"], ", ".join(reasons)), []).append(record)
     rows = []
-    for (model, why), seeds in sorted(groups.items(), key=lambda g: model_order(g[0][0])):
-        result = model_result(store, model, sorted(seeds))
-        result.name = f"{model} (stale: {why}; seeds {', '.join(map(str, sorted(seeds)))})"
+    for (model, why), records in sorted(groups.items(), key=lambda g: model_order(g[0][0])):
+        records.sort(key=lambda r: r["seed"])
+        result = result_of(store, model, records)
+        seeds = ", ".join(str(r["seed"]) for r in records)
+        result.name = f"{model} (stale: {why}; seeds {seeds})"
         result.stale = True
         rows.append(result)
     return rows
@@ -209,6 +213,12 @@ def _notes_line(datamodule) -> str:
 def model_result(store: RunStore, model: str, seeds: list[int]) -> ModelResult:
     """A model's row of a summary: its seeds' means, and per-query values averaged over seeds."""
     records = [json.loads(store.record_path(f"{model}-seed{s}").read_text()) for s in seeds]
+    return result_of(store, model, records)
+
+
+def result_of(store: RunStore, model: str, records: list[dict]) -> ModelResult:
+    """A model's row from its records (already read): means per seed, per-query values
+    averaged over seeds."""
     values: dict[str, list[float]] = {}
     for record in records:
         for label, metrics in record["metrics"].items():

@@ -143,9 +143,13 @@ def _summary(record: dict) -> dict:
     }
 
 
-def run_config(record_or_config: dict, model: str, seed: int, extra: dict | None = None) -> dict:
-    """What a W&B run's config shows: model, seed, the run's settings and environment."""
-    return {"model": model, "seed": seed, **record_or_config, **(extra or {})}
+def wandb_config(
+    model: str, seed: int, settings: dict, environment: dict | None, variant: str | None = None
+) -> dict:
+    """What a W&B run's config shows: model, seed (and ablation variant), the run's settings
+    (its record's ``config``) and where it ran."""
+    named = {"model": model, "seed": seed, **({"variant": variant} if variant else {})}
+    return {**named, **settings, "environment": environment}
 
 
 def flatten_metrics(metrics: dict) -> dict:
