@@ -38,11 +38,12 @@ from benchmarks.ablation_plan import (  # noqa: F401 (the ablation's public name
     group_by_data,
     load_ablation,
     select_variants,
-    variant_config,
+    variant_spec,
 )
 from benchmarks.ablation_report import AblationOutcome, PreparedData, report
 from benchmarks.records import RunStore
 from benchmarks.runner import prepare_datamodule, run_models
+from benchmarks.spec import RunSpec
 from benchmarks.wandb_logging import WandbRuns
 from datamodules import SearchLogDataModule
 from models import get_ranker
@@ -51,7 +52,7 @@ from models import get_ranker
 
 
 def run_ablation(
-    config: dict,
+    spec: RunSpec,
     command: str,
     variants_file: str | Path | None = None,
     model: str | None = None,
@@ -69,17 +70,15 @@ def run_ablation(
     model = model or plan.model
     get_ranker(model)  # fail fast on a misspelt model name, before any data work
     selected = select_variants(plan.variants, variants)
-    configs = {v.name: variant_config(config, model, v) for v in selected}
-    folder = Path(config["output"]) / ablation_name(config)
-    wandb = WandbRuns(
-        config["wandb"]["mode"], config["wandb"]["project"], ablation_name(config), folder
-    )
+    specs = {v.name: variant_spec(spec, model, v) for v in selected}
+    folder = Path(spec.output) / ablation_name(spec)
+    wandb = WandbRuns(spec.wandb.mode, spec.wandb.project, ablation_name(spec), folder)
 
     prepared: dict[str, PreparedData] = {}
     ran, skipped = [], []
-    for names in group_by_data(configs):
+    for names in group_by_data(specs):
         echo(f"data for variant(s) {', '.join(names)}")
-        datamodule = prepare_datamodule(configs[names[0]], progress, echo)
+        datamodule = prepare_datamodule(specs[names[0]], progress, echo)
         data = describe_data(datamodule)
         check_same_split(data, prepared.get(REFERENCE), names)
         for name in names:
@@ -87,7 +86,7 @@ def run_ablation(
             echo(f"variant {name}")
             store = RunStore(folder / name)
             done, kept = run_models(
-                datamodule, configs[name], store, wandb, progress, rerun, variant=name
+                datamodule, specs[name], store, wandb, progress, rerun, variant=name
             )
             failed = store.failures()
             if failed:
@@ -102,11 +101,11 @@ def run_ablation(
             skipped += [f"{name}/{run}" for run in kept]
         del datamodule  # free it before the next group's is built
 
-    outcome = report(config, model, selected, configs, prepared, folder, command, ran, skipped)
+    outcome = report(spec, model, selected, specs, prepared, folder, command, ran, skipped)
     files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "ablation.json")]
     wandb.log_summary(
         outcome.table,
-        {"ablation": ablation_name(config), "model": model, "command": command},
+        {"ablation": ablation_name(spec), "model": model, "command": command},
         files + [folder / v for v in outcome.table["variant"].to_list()],
     )
     return outcome

@@ -6,7 +6,6 @@ See ``benchmarks/ablation.py`` for what an ablation runs and reports.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from dataclasses import dataclass
@@ -14,8 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.config import data_config, merge
-from models import get_ranker
+from benchmarks.config import merge
+from benchmarks.spec import RunSpec
+from datamodules.search_log import DataConfig
+from datamodules.settings import as_mapping, typed_settings
 
 PACKAGED_VARIANTS = Path(__file__).parent / "configs" / "ablate.yaml"
 REFERENCE = "full"
@@ -150,41 +151,40 @@ def select_variants(variants: list[Variant], names: list[str] | None) -> list[Va
 # ---------------------------------------------------------------------- per-variant settings
 
 
-def ablation_name(config: dict) -> str:
-    return f"{config['name']}-ablation"
+def ablation_name(spec: RunSpec) -> str:
+    return f"{spec.name}-ablation"
 
 
-def variant_config(config: dict, model: str, variant: Variant) -> dict:
-    """The bench config of one variant: ``model`` alone, with the variant's settings."""
-    bench_settings = (config.get("model_config") or {}).get(model) or {}
-    variant_settings = copy.deepcopy(config)
-    variant_settings["name"] = f"{ablation_name(config)}/{variant.name}"
-    variant_settings["models"] = [model]
+def variant_spec(spec: RunSpec, model: str, variant: Variant) -> RunSpec:
+    """The bench specification of one variant, a changed copy: ``model`` alone, with the
+    variant's settings."""
+    bench_settings = spec.model_config.get(model) or {}
     # Model settings replace the bench's of the same name whole: `task_weights:
     # {relevance: 1.0}` means relevance alone, not relevance on top of the bench's weights.
-    variant_settings["model_config"] = {
-        **(config.get("model_config") or {}),
-        model: {**bench_settings, **variant.model_config},
-    }
+    model_config = {**spec.model_config, model: {**bench_settings, **variant.model_config}}
     try:
-        variant_settings["data"] = merge(config["data"], variant.data, "data")
-        data_config(variant_settings)  # checks every data setting before any work
-        get_ranker(model)(variant_settings["model_config"][model])  # and the model's
+        data = merge(as_mapping(spec.data), variant.data, "", "data")
+        changed = spec.changed(
+            name=f"{ablation_name(spec)}/{variant.name}",
+            models=(model,),
+            model_config=model_config,
+            data=typed_settings(DataConfig, data, "data"),  # every data setting checked
+        )
+        changed.ranker_settings(model)  # and the model's, before any work
     except ValueError as error:
         raise ValueError(f"variant {variant.name!r}: {error}") from None
-    return variant_settings
+    return changed
 
 
-def group_by_data(configs: dict[str, dict]) -> list[list[str]]:
+def group_by_data(specs: dict[str, RunSpec]) -> list[list[str]]:
     """Variant names grouped by identical data settings, in order of first appearance."""
     # Variants change data settings only; the log itself (dataset, preset) is the bench's.
-    groups: list[tuple[object, list[str]]] = []
-    for name, config in configs.items():
-        settings = data_config(config)
+    groups: list[tuple[DataConfig, list[str]]] = []
+    for name, spec in specs.items():
         for known, names in groups:
-            if known == settings:
+            if known == spec.data:
                 names.append(name)
                 break
         else:
-            groups.append((settings, [name]))
+            groups.append((spec.data, [name]))
     return [names for _, names in groups]

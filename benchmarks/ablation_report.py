@@ -14,6 +14,7 @@ from benchmarks.ablation_plan import REFERENCE, Variant, ablation_name
 from benchmarks.plots import plot_ablation
 from benchmarks.records import RunStore
 from benchmarks.report import Column, ModelResult, format_cell, summarise, table_columns
+from benchmarks.spec import RunSpec
 from benchmarks.summary import left_out_note, model_result
 from datamodules.atomic import atomic_write_text
 
@@ -138,10 +139,10 @@ def _difference_cell(row: dict, headline: Column) -> str:
 
 
 def _footnote(
-    config: dict, headline: Column, reference: PreparedData, any_other_labels: bool
+    spec: RunSpec, headline: Column, reference: PreparedData, any_other_labels: bool
 ) -> str:
-    alpha = config["metrics"]["alpha"]
-    seeds = ", ".join(map(str, config["seeds"]))
+    alpha = spec.metrics.alpha
+    seeds = ", ".join(map(str, spec.seeds))
     text = (
         f"Mean ± std over seeds {seeds} on the test split ({reference.test_requests} "
         f"requests), the same split for every variant. Reference variant: `{REFERENCE}`. "
@@ -165,10 +166,10 @@ def _footnote(
 
 
 def report(
-    config: dict,
+    spec: RunSpec,
     model: str,
     variants: list[Variant],
-    configs: dict[str, dict],
+    specs: dict[str, RunSpec],
     prepared: dict[str, PreparedData],
     folder: Path,
     command: str,
@@ -177,25 +178,25 @@ def report(
 ) -> AblationOutcome:
     reference = prepared[REFERENCE]
     results = [
-        replace(model_result(RunStore(folder / v.name), model, config["seeds"]), name=v.name)
+        replace(model_result(RunStore(folder / v.name), model, list(spec.seeds)), name=v.name)
         for v in variants
     ]
-    columns = table_columns(list(reference.labels), tuple(config["metrics"]["ks"]))
+    columns = table_columns(list(reference.labels), spec.metrics.ks)
     headline = headline_column(columns)
     same_labels = {
         v.name: prepared[v.name].relevance_digest == reference.relevance_digest for v in variants
     }
     descriptions = {v.name: v.description for v in variants}
-    alpha = config["metrics"]["alpha"]
+    alpha = spec.metrics.alpha
     table = ablation_table(results, columns, headline, same_labels, descriptions, alpha)
     markdown = ablation_markdown(table, columns, headline, alpha)
-    footnote = _footnote(config, headline, reference, not all(same_labels.values()))
-    left_out = left_out_note(RunStore(folder / REFERENCE), configs[REFERENCE])
+    footnote = _footnote(spec, headline, reference, not all(same_labels.values()))
+    left_out = left_out_note(RunStore(folder / REFERENCE), specs[REFERENCE])
     if left_out:
         left_out += f" Counted in `{REFERENCE}`'s runs."
     text = "\n\n".join(
         [
-            f"# {ablation_name(config)}: ablation of {model}",
+            f"# {ablation_name(spec)}: ablation of {model}",
             f"Reproduce with: `{command}`",
             markdown,
             " ".join(filter(None, [footnote, left_out])),
@@ -210,7 +211,7 @@ def report(
         folder / "ablation.json",
         json.dumps(_provenance(model, variants, prepared, command), indent=2, default=str),
     )
-    plot_ablation(table, headline, folder / "ndcg.png", title=f"{ablation_name(config)}: {model}")
+    plot_ablation(table, headline, folder / "ndcg.png", title=f"{ablation_name(spec)}: {model}")
     return AblationOutcome(folder, table, f"{markdown}\n\n{footnote}", ran, skipped)
 
 

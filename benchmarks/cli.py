@@ -78,9 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Generate the simulator's search log at a preset and write the canonical "
         "tables (products, users, impressions, truth) as Parquet, chunk by chunk.",
     )
-    simulate.add_argument(
-        "--preset", default="default", help="tiny | ci | default | large (default: %(default)s)"
-    )
+    simulate.add_argument("--preset", help="tiny | ci | default | large (default: default)")
     simulate.add_argument("--out", required=True, type=Path, help="folder to write into")
     simulate.add_argument("--seed", type=int, default=None, help="simulator seed")
     simulate.add_argument(
@@ -201,25 +199,22 @@ def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
 
 def _simulate(args, argv) -> int:
     from benchmarks.config import parse_assignment
-    from datamodules.simulator import preset, write_log
+    from datamodules.simulator import DEFAULT_PRESET, preset, write_log
 
     overrides = {}
     for assignment in args.set:
         overrides.update(parse_assignment(assignment))
     if args.seed is not None:
         overrides["seed"] = args.seed
-    try:
-        config = preset(args.preset, **overrides)
-    except TypeError as error:
-        raise ValueError(f"simulator settings: {error}") from None
+    config = preset(args.preset or DEFAULT_PRESET, **overrides)
     summary = write_log(config, args.out, progress=True)
     print(f"wrote {args.out}: {summary}")
     return 0
 
 
 def _label(args, argv) -> int:
-    from benchmarks.config import load_config
-    from benchmarks.label_report import derive_for_config, write_label_report
+    from benchmarks.config import load_spec
+    from benchmarks.label_report import derive_labels_for, write_label_report
     from datamodules.threads import apply_threads, resolve_threads
 
     overrides = {
@@ -228,10 +223,10 @@ def _label(args, argv) -> int:
         "data_path": args.data_path,
         "threads": args.threads,
     }
-    config = load_config(args.config, overrides, args.set)
-    apply_threads(resolve_threads(config.get("threads")))
-    out = args.out or Path(config["output"]) / "labels" / config["name"]
-    run = derive_for_config(config, progress=not args.quiet)
+    spec = load_spec(args.config, overrides, args.set)
+    apply_threads(resolve_threads(spec.threads))
+    out = args.out or Path(spec.output) / "labels" / spec.name
+    run = derive_labels_for(spec, progress=not args.quiet)
     print(write_label_report(run, out, shlex.join(["rankbench", *argv])))
     print(f"labels: {out}/labels.parquet; report: {out}/report.md")
     return 0
@@ -240,13 +235,13 @@ def _label(args, argv) -> int:
 def _bench(args, argv) -> int:
     from benchmarks.runner import run_benchmark
 
-    config = _run_settings(args, models=args.models)
+    spec = _run_spec(args, models=args.models)
     command = shlex.join(["rankbench", *argv])
-    outcome = run_benchmark(config, command, progress=not args.quiet, rerun=args.rerun)
+    outcome = run_benchmark(spec, command, progress=not args.quiet, rerun=args.rerun)
     print()
     print(outcome.markdown)
     print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
-    _print_wandb_folder(config, outcome.folder)
+    _print_wandb_folder(spec, outcome.folder)
     if outcome.failed:
         print(
             f"rankbench: {len(outcome.failed)} run(s) failed: {'; '.join(outcome.failed)}",
@@ -259,10 +254,10 @@ def _bench(args, argv) -> int:
 def _ablate(args, argv) -> int:
     from benchmarks.ablation import run_ablation
 
-    config = _run_settings(args)
+    spec = _run_spec(args)
     command = shlex.join(["rankbench", *argv])
     outcome = run_ablation(
-        config,
+        spec,
         command,
         variants_file=args.variants_file,
         model=args.model,
@@ -276,13 +271,13 @@ def _ablate(args, argv) -> int:
         f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, ablation.json, "
         f"one folder of run records per variant)"
     )
-    _print_wandb_folder(config, outcome.folder)
+    _print_wandb_folder(spec, outcome.folder)
     return 0
 
 
-def _run_settings(args, models: list[str] | None = None) -> dict:
-    """The bench settings of a bench or ablate command line (plugins imported first)."""
-    from benchmarks.config import load_config
+def _run_spec(args, models: list[str] | None = None):
+    """The run specification of a bench or ablate command line (plugins imported first)."""
+    from benchmarks.config import load_spec
     from benchmarks.runner import import_plugins
 
     import_plugins(args.plugins)
@@ -295,15 +290,13 @@ def _run_settings(args, models: list[str] | None = None) -> dict:
         "name": args.name,
         "output": args.output,
         "threads": args.threads,
+        "wandb": {"mode": args.wandb} if args.wandb else None,
     }
-    config = load_config(args.config, overrides, args.set)
-    if args.wandb:
-        config["wandb"]["mode"] = args.wandb
-    return config
+    return load_spec(args.config, overrides, args.set)
 
 
-def _print_wandb_folder(config: dict, folder: Path) -> None:
-    if config["wandb"]["mode"] == "offline":
+def _print_wandb_folder(spec, folder: Path) -> None:
+    if spec.wandb.mode == "offline":
         print(
             f"W&B offline runs: {folder}/wandb  (upload: wandb sync {folder}/wandb/offline-run-*)"
         )

@@ -1,5 +1,6 @@
-"""Benchmark settings: the packaged YAML defaults, the dataset's own defaults, a user's YAML
-file, then the command line."""
+"""The run specification of a command: the packaged defaults (``benchmarks/spec.py`` and the
+dataclasses of its sections), the dataset's own defaults, a user's YAML file, then the
+command line, merged once and typed once."""
 
 from __future__ import annotations
 
@@ -8,17 +9,13 @@ from pathlib import Path
 
 import yaml
 
-from datamodules import DataConfig, FeatureConfig, SplitConfig
-from datamodules.labels import LabelConfig
+from benchmarks.spec import RunSpec, build_spec
 from datamodules.sources import DATASET_OPTIONS, dataset_options, make_source
-from datamodules.text_encoding import EncoderConfig
 from datamodules.threads import resolve_threads
-from labeling.relevance import LabelingConfig
-from labeling.sampling import SamplingConfig
 
-DEFAULTS = Path(__file__).parent / "configs" / "bench.yaml"
-# The packaged models, in the packaged order: the order of a summary table's rows.
-DEFAULT_MODELS = tuple(yaml.safe_load(DEFAULTS.read_text())["models"])
+DEFAULTS_FILE = Path(__file__).parent / "configs" / "bench.yaml"
+"""The defaults written out with their documentation: a file to copy and edit (a test keeps
+it equal to the specification's defaults)."""
 
 DATASET_DEFAULTS = {
     # ESCI's label gains (E 1.0, S 0.1, C 0.01, I 0) are the NDCG gains of its paper as they
@@ -28,14 +25,19 @@ DATASET_DEFAULTS = {
 """Settings a dataset changes from the packaged defaults; the user's file and the command
 line still override them."""
 
+# Sections whose keys are not fixed: a preset's overrides, a dataset's options, and the
+# settings of each model (checked against the model's own ``Settings``).
+OPEN_SECTIONS = ("simulator", "dataset_options", "model_config")
 
-def load_config(
+
+def load_spec(
     path: str | Path | None = None,
     overrides: dict | None = None,
     assignments: list[str] | None = None,
-) -> dict:
+) -> RunSpec:
     """Defaults <- the dataset's defaults <- file <- ``overrides`` (command-line options) <-
-    ``key.sub=value`` pairs. The dataset is the one the last of them names."""
+    ``key.sub=value`` pairs. The dataset is the one the last of them names. Every error is
+    one line, before any data work."""
     layers = []
     if path is not None:
         path = Path(path)
@@ -44,21 +46,23 @@ def load_config(
         layers.append((_yaml(path.read_text(), str(path)) or {}, str(path)))
     layers.append(({k: v for k, v in (overrides or {}).items() if v is not None}, "options"))
     layers += [(parse_assignment(assignment), "--set") for assignment in assignments or []]
-    defaults = yaml.safe_load(DEFAULTS.read_text())
-    config = _layered(defaults, layers)
-    if config["dataset"] in DATASET_DEFAULTS:
-        defaults = merge(defaults, DATASET_DEFAULTS[config["dataset"]], "dataset defaults")
-        config = _layered(defaults, layers)
-    _check_types(config)
-    if not config.get("name"):
-        config["name"] = default_name(config)
-    return config
+    defaults = RunSpec().as_mapping()
+    settings = _layered(defaults, layers)
+    if settings["dataset"] in DATASET_DEFAULTS:
+        defaults = merge(defaults, DATASET_DEFAULTS[settings["dataset"]], "dataset defaults")
+        settings = _layered(defaults, layers)
+    spec = build_spec(settings)
+    dataset_options(spec.dataset, spec.dataset_options)
+    if spec.dataset == "simulator":
+        source_for(spec).config()  # the preset's name and overrides
+    resolve_threads(spec.threads)
+    return spec if spec.name else spec.changed(name=default_name(spec))
 
 
-def _layered(config: dict, layers: list[tuple[dict, str]]) -> dict:
+def _layered(settings: dict, layers: list[tuple[dict, str]]) -> dict:
     for update, source in layers:
-        config = merge(config, update, source)
-    return config
+        settings = merge(settings, update, source)
+    return settings
 
 
 def _yaml(text: str, source: str):
@@ -69,80 +73,42 @@ def _yaml(text: str, source: str):
         raise ValueError(f"{source}: not valid YAML ({first})") from None
 
 
-def _check_types(config: dict) -> None:
-    """The settings the driver reads directly (the rest go through typed dataclasses)."""
-    if not isinstance(config["models"], list) or not all(
-        isinstance(m, str) for m in config["models"]
-    ):
-        raise ValueError("models must be a list of model names, e.g. [xgboost]")
-    if not isinstance(config["seeds"], list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in config["seeds"]
-    ):
-        raise ValueError("seeds must be a list of integers, e.g. [0, 1, 2]")
-    if not isinstance(config.get("model_config") or {}, dict):
-        raise ValueError("model_config must map model names to their settings")
-    check_model_settings(config.get("model_config") or {})
-    dataset_options(config["dataset"], config.get("dataset_options"))
-    resolve_threads(config.get("threads"))
-    ks = config["metrics"]["ks"]
-    if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k > 0 for k in ks):
-        raise ValueError("metrics.ks must be a list of positive integers, e.g. [1, 3, 5, 10]")
-
-
-def check_model_settings(model_config: dict) -> None:
-    """Every model named under ``model_config`` is registered and every setting is one it
-    has, of its type: one-line errors before any data work."""
-    from models import REGISTRY, get_ranker
-
-    for name, settings in model_config.items():
-        if name not in REGISTRY:
-            raise ValueError(
-                f"model_config.{name}: unknown model; registered: {', '.join(sorted(REGISTRY))}"
-            )
-        if not isinstance(settings or {}, dict):
-            raise ValueError(f"model_config.{name} must be a mapping of settings")
-        get_ranker(name)(settings or {})  # unknown settings and wrong types raise here
-
-
-def default_name(config: dict) -> str:
+def default_name(spec: RunSpec) -> str:
     """``simulator-<preset>``, ``retrotech``, ``logdir-<folder name>``,
     ``files-<mapping's folder>-<mapping file name>``, ``letor-<parent>-<folder name>`` (so
     ``MQ2008/Fold1`` and ``MSLR-WEB10K/Fold1``, or two ``map.yaml`` files, do not share one
     results folder), ``esci-<locale>-<version>`` or ``wands``."""
-    if config["dataset"] == "simulator":
-        return f"simulator-{config.get('preset') or 'default'}"
-    if config["dataset"] == "esci":
-        options = {**DATASET_OPTIONS["esci"], **(config.get("dataset_options") or {})}
+    if spec.dataset == "simulator":
+        return f"simulator-{spec.preset}"
+    if spec.dataset == "esci":
+        options = {**DATASET_OPTIONS["esci"], **spec.dataset_options}
         return f"esci-{options['locale']}-{options['version']}"
-    if config["dataset"] == "logdir" and config.get("data_path"):
-        return f"logdir-{Path(config['data_path']).name}"
-    if config["dataset"] == "letor" and config.get("data_path"):
-        folder = Path(config["data_path"]).resolve()
+    if spec.dataset == "logdir" and spec.data_path:
+        return f"logdir-{Path(spec.data_path).name}"
+    if spec.dataset == "letor" and spec.data_path:
+        folder = Path(spec.data_path).resolve()
         return f"letor-{folder.parent.name}-{folder.name}"
-    if config["dataset"] == "files" and config.get("data_path"):
-        mapping = Path(config["data_path"]).resolve()
+    if spec.dataset == "files" and spec.data_path:
+        mapping = Path(spec.data_path).resolve()
         return f"files-{mapping.parent.name}-{mapping.stem}"
-    return config["dataset"]
+    return spec.dataset
 
 
-# Sections whose keys the driver reads itself; the others are checked by their dataclasses
-# (data.*) or are open by nature (model_config, simulator).
-CLOSED_SECTIONS = ("metrics", "wandb")
-
-
-def merge(base: dict, update: dict, source: str) -> dict:
-    """Deep-merge ``update`` into a copy of ``base``; unknown keys at the top level and in
-    the closed sections are an error."""
+def merge(base: dict, update: dict, source: str, where: str = "") -> dict:
+    """Deep-merge ``update`` into a copy of ``base``; a key ``base`` lacks is an error naming
+    ``source`` and the key's place, except inside the open sections."""
+    prefix = "".join(f"{part}: " for part in (source, where) if part)
     if not isinstance(update, dict):
-        raise ValueError(f"{source}: expected a mapping of settings")
-    unknown = sorted(set(update) - set(base))
-    if source and unknown:
-        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        raise ValueError(f"{prefix or 'settings: '}expected a mapping of settings")
+    is_open = where.split(".")[0] in OPEN_SECTIONS
+    unknown = sorted(map(str, set(update) - set(base)))
+    if unknown and not is_open:
+        known = ", ".join(sorted(base))
+        raise ValueError(f"{prefix}unknown setting(s) {', '.join(unknown)}; known: {known}")
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            inner_source = f"{source}: {key}" if source and key in CLOSED_SECTIONS else ""
-            merged[key] = merge(merged[key], value, inner_source)
+            merged[key] = merge(merged[key], value, source, f"{where}.{key}" if where else key)
         else:
             merged[key] = value
     return merged
@@ -162,45 +128,13 @@ def parse_assignment(text: str) -> dict:
     return nested
 
 
-def source_from_config(config: dict, progress: bool = False):
-    """The dataset source a config names (simulator preset, log folder, adapter)."""
+def source_for(spec: RunSpec, progress: bool = False):
+    """The dataset source a specification names (simulator preset, log folder, adapter)."""
     return make_source(
-        config["dataset"],
-        preset=config.get("preset"),
-        path=config.get("data_path"),
-        overrides=config.get("simulator"),
+        spec.dataset,
+        preset=spec.preset,
+        path=spec.data_path,
+        overrides=spec.simulator,
         progress=progress,
-        options=config.get("dataset_options"),
+        options=spec.dataset_options,
     )
-
-
-def data_config(config: dict) -> DataConfig:
-    data = config["data"]
-    try:
-        features = _tuples(
-            data.get("features", {}), ("text_columns", "log1p_columns", "user_affinity_columns")
-        )
-        labels = dict(data.get("labels", {}))
-        labeling = _tuples(labels.pop("labeling", {}), ("grade_cuts",))
-        return DataConfig(
-            split=SplitConfig(**data.get("split", {})),
-            features=FeatureConfig(**features),
-            labels=LabelConfig(
-                labeling=LabelingConfig(**labeling),
-                encoder=EncoderConfig(**labels.pop("encoder", {})),
-                sampling=SamplingConfig(**labels.pop("sampling", {})),
-                **labels,
-            ),
-            batch_size=int(data.get("batch_size", 64)),
-        )
-    except TypeError as error:
-        raise ValueError(f"data settings: {error}") from None
-
-
-def _tuples(settings: dict, keys) -> dict:
-    """YAML lists -> tuples, so settings stay hashable and compare equal."""
-    settings = dict(settings)
-    for key in keys:
-        if key in settings and settings[key] is not None:
-            settings[key] = tuple(settings[key])
-    return settings

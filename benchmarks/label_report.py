@@ -23,10 +23,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from benchmarks.config import data_config, source_from_config  # noqa: E402
+from benchmarks.config import source_for  # noqa: E402
 from benchmarks.label_quality import agreement  # noqa: E402
 from benchmarks.plots import save_figure  # noqa: E402
 from benchmarks.records import atomic_write_parquet  # noqa: E402
+from benchmarks.spec import RunSpec  # noqa: E402
 from datamodules.atomic import atomic_write_text  # noqa: E402
 from datamodules.judged import is_judged  # noqa: E402
 from datamodules.labels import label_log, pair_similarities  # noqa: E402
@@ -43,17 +44,17 @@ class LabelRun:
     seconds: float
 
 
-def derive_for_config(config: dict, progress: bool = True) -> LabelRun:
-    """Load the configured dataset and derive labels for the whole log."""
-    source = source_from_config(config, progress)
+def derive_labels_for(spec: RunSpec, progress: bool = True) -> LabelRun:
+    """Load the dataset ``spec`` names and derive labels for the whole log."""
+    source = source_for(spec, progress)
     raw = source.load()
     if is_judged(raw):
         raise ValueError(
-            f"{config['dataset']}: a judged dataset already has graded labels; "
+            f"{spec.dataset}: a judged dataset already has graded labels; "
             "there are no clicks to derive them from (use rankbench bench)"
         )
     log = validate_log(raw)
-    label_config = data_config(config).labels
+    label_config = spec.data.labels
     similarity = None
     if label_config.labeling.use_similarity:
         similarity = pair_similarities(log, TextEncoder(label_config.encoder), progress)

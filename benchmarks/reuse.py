@@ -4,25 +4,26 @@ model whose numbers depend on it) thread count as the run would have now."""
 from __future__ import annotations
 
 from benchmarks.records import code_hash, config_hash, lock_hash, package_versions
+from benchmarks.spec import RunSpec
 from datamodules import SearchLogDataModule
+from datamodules.settings import as_mapping
 from models import get_ranker
 
 
-def run_settings(config: dict, datamodule: SearchLogDataModule, model: str) -> dict:
+def run_settings(spec: RunSpec, datamodule: SearchLogDataModule, model: str) -> dict:
     """What a model's run depends on besides code, data and environment: its record's
     ``config``, whose hash is the record's ``config_hash``."""
-    resolved = get_ranker(model)({**config["model_config"].get(model, {})}).config
     return {
         "dataset": datamodule.source.describe(),
-        "data": config["data"],
+        "data": as_mapping(spec.data),
         "model": model,
-        "model_config": resolved,
-        "metrics": config["metrics"],
+        "model_config": as_mapping(spec.ranker_settings(model)),
+        "metrics": as_mapping(spec.metrics),
     }
 
 
 def stale_reasons(
-    record: dict, datamodule: SearchLogDataModule, config: dict, threads: int
+    record: dict, datamodule: SearchLogDataModule, spec: RunSpec, threads: int
 ) -> list[str]:
     """Why ``record`` is not what this code, data, config, lock and thread count would make
     now (empty: it is valid, and rerunning would redo it)."""
@@ -31,7 +32,7 @@ def stale_reasons(
     except ValueError:
         return ["model not registered in this run (--import its plugin)"]
     reasons = []
-    if record.get("config_hash") != config_hash(run_settings(config, datamodule, ranker.name)):
+    if record.get("config_hash") != config_hash(run_settings(spec, datamodule, ranker.name)):
         reasons.append("config")
     if record.get("code_hash") != code_hash(ranker):
         reasons.append("code")

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from benchmarks.config import data_config, source_from_config
+from benchmarks.config import source_for
 from benchmarks.evaluation import evaluate_scores
 from benchmarks.records import (
     PeakMemory,
@@ -33,6 +33,7 @@ from benchmarks.records import (
     package_versions,
 )
 from benchmarks.reuse import run_settings, stale_reasons
+from benchmarks.spec import RunSpec
 from benchmarks.summary import write_summary
 from benchmarks.wandb_logging import WandbRuns, wandb_config
 from datamodules import SearchLogDataModule
@@ -66,14 +67,14 @@ def import_plugins(plugins: list[str]) -> None:
             importlib.import_module(plugin)
 
 
-def build_datamodule(config: dict, progress: bool = True) -> SearchLogDataModule:
-    return SearchLogDataModule(source_from_config(config, progress), data_config(config), progress)
+def build_datamodule(spec: RunSpec, progress: bool = True) -> SearchLogDataModule:
+    return SearchLogDataModule(source_for(spec, progress), spec.data, progress)
 
 
-def prepare_datamodule(config: dict, progress: bool = True, echo=print) -> SearchLogDataModule:
-    """Load, label, split and featurise the log a config names (the costly part of a run)."""
-    datamodule = build_datamodule(config, progress)
-    echo(f"preparing {config['name']}: loading, labelling and featurising the log ...")
+def prepare_datamodule(spec: RunSpec, progress: bool = True, echo=print) -> SearchLogDataModule:
+    """Load, label, split and featurise the log a spec names (the costly part of a run)."""
+    datamodule = build_datamodule(spec, progress)
+    echo(f"preparing {spec.name}: loading, labelling and featurising the log ...")
     datamodule.setup()
     test = datamodule.arrays("test")
     echo(f"{test.n_groups} test requests, {test.n_rows} rows; split {datamodule.split_hash}")
@@ -81,27 +82,27 @@ def prepare_datamodule(config: dict, progress: bool = True, echo=print) -> Searc
 
 
 def run_benchmark(
-    config: dict, command: str, progress: bool = True, echo=print, rerun: bool = False
+    spec: RunSpec, command: str, progress: bool = True, echo=print, rerun: bool = False
 ) -> BenchmarkOutcome:
     """Run every model x seed; ``rerun`` retrains even where a matching record exists. The
     summary is built from every valid record in the folder, not only this command's."""
-    for model in config["models"]:
+    for model in spec.models:
         get_ranker(model)  # fail fast on a misspelt model name, before any data work
-    apply_threads(resolve_threads(config.get("threads")))
-    folder = Path(config["output"]) / config["name"]
+    apply_threads(resolve_threads(spec.threads))
+    folder = spec.folder
     store = RunStore(folder / "runs")
-    wandb = WandbRuns(config["wandb"]["mode"], config["wandb"]["project"], config["name"], folder)
+    wandb = WandbRuns(spec.wandb.mode, spec.wandb.project, spec.name, folder)
 
-    datamodule = prepare_datamodule(config, progress, echo)
+    datamodule = prepare_datamodule(spec, progress, echo)
     store.clear_scratch()  # checkpoints a killed run left behind
-    ran, skipped = run_models(datamodule, config, store, wandb, progress, rerun)
+    ran, skipped = run_models(datamodule, spec, store, wandb, progress, rerun)
 
-    summary = write_summary(config, datamodule, store, folder, command)
+    summary = write_summary(spec, datamodule, store, folder, command)
     for record in summary.valid:  # the group holds every model of the table, each once
         settings = (record["model"], record["seed"], record["config"], record.get("environment"))
         wandb.log_reused(record["run_id"], wandb_config(*settings), record)
     files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "runs")]
-    wandb.log_summary(summary.table, {"benchmark": config["name"], "command": command}, files)
+    wandb.log_summary(summary.table, {"benchmark": spec.name, "command": command}, files)
     return BenchmarkOutcome(
         folder, summary.table, summary.markdown, ran, skipped, summary.stale, summary.failed
     )
@@ -109,30 +110,30 @@ def run_benchmark(
 
 def run_models(
     datamodule: SearchLogDataModule,
-    config: dict,
+    spec: RunSpec,
     store: RunStore,
     wandb: WandbRuns | None = None,
     progress: bool = True,
     rerun: bool = False,
     variant: str | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Train and record every model x seed of ``config`` on a prepared ``datamodule`` into
+    """Train and record every model x seed of ``spec`` on a prepared ``datamodule`` into
     ``store``; returns the run ids (ran, skipped). A run whose record matches is skipped
     unless ``rerun`` (and logged to W&B once, as reused); a new run streams to its W&B run
     while it trains (an ablation names its runs by ``variant``). A run that raises, or
     scores a row NaN or infinite, leaves a failure record (model, seed, stage, error) and
     the others go on; it is tried again by the next command."""
     ran, skipped = [], []
-    threads = apply_threads(resolve_threads(config.get("threads")))
-    runs = [(m, s) for m in config["models"] for s in config["seeds"]]
+    threads = apply_threads(resolve_threads(spec.threads))
+    runs = [(m, s) for m in spec.models for s in spec.seeds]
     for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
         run_id = f"{model}-seed{seed}"
-        run_config = run_settings(config, datamodule, model)
+        run_config = run_settings(spec, datamodule, model)
         expected = config_hash(run_config)
         record = None if rerun else store.finished(run_id, expected)
         name = f"{variant}-seed{seed}" if variant else run_id
         shown = wandb_config(model, seed, run_config, environment(threads), variant)
-        if record and not stale_reasons(record, datamodule, config, threads):
+        if record and not stale_reasons(record, datamodule, spec, threads):
             tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             if wandb is not None:
                 wandb.log_reused(name, shown, record)
@@ -146,7 +147,7 @@ def run_models(
                 seed,
                 run_config,
                 expected,
-                config,
+                spec,
                 store,
                 threads,
                 progress,
@@ -194,7 +195,7 @@ def _run_one(
     seed: int,
     run_config: dict,
     expected_hash: str,
-    config: dict,
+    spec: RunSpec,
     store: RunStore,
     threads: int,
     progress: bool = True,
@@ -203,7 +204,7 @@ def _run_one(
     stage = "build"
     try:
         L.seed_everything(seed, verbose=False)
-        ranker = create_ranker(model, config["model_config"].get(model, {}), seed)
+        ranker = create_ranker(model, spec.ranker_settings(model), seed)
         if hasattr(ranker, "progress"):
             ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
         if hasattr(ranker, "scratch_dir"):
@@ -219,14 +220,14 @@ def _run_one(
         metrics, per_query = evaluate_scores(
             datamodule.arrays("test"),
             scores,
-            ks=tuple(config["metrics"]["ks"]),
-            gain=config["metrics"]["gain"],
+            ks=spec.metrics.ks,
+            gain=spec.metrics.gain,
         )
     except Exception as error:  # noqa: BLE001 (any model error: recorded, the rest go on)
         raise RunFailed(stage, error) from error
     record = {
         "run_id": f"{model}-seed{seed}",
-        "benchmark": config["name"],
+        "benchmark": spec.name,
         "model": model,
         "seed": seed,
         "config": run_config,

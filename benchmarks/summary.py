@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.config import DEFAULT_MODELS
 from benchmarks.evaluation import evaluate_scores, reference_scores
 from benchmarks.plots import plot_summary
 from benchmarks.records import RunStore, lock_hash
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
 from benchmarks.reuse import stale_reasons
+from benchmarks.spec import DEFAULT_MODELS, RunSpec
 from datamodules.atomic import atomic_write_text
 from datamodules.threads import resolve_threads
 from models import get_ranker
@@ -32,11 +32,13 @@ class Summary:
     valid: list[dict]  # the records the table's rows are built from
 
 
-def write_summary(config: dict, datamodule, store: RunStore, folder: Path, command: str) -> Summary:
+def write_summary(
+    spec: RunSpec, datamodule, store: RunStore, folder: Path, command: str
+) -> Summary:
     """Write ``summary.md``, ``summary.csv``, ``dataset.json`` and ``ndcg.png`` of
     ``folder`` from every record in ``store``."""
-    threads = resolve_threads(config.get("threads"))
-    valid, stale = _sort_records(store, datamodule, config, threads)
+    threads = resolve_threads(spec.threads)
+    valid, stale = _sort_records(store, datamodule, spec, threads)
     models = sorted(valid, key=model_order)
     for model in models:
         valid[model].sort(key=lambda r: r["seed"])
@@ -49,10 +51,10 @@ def write_summary(config: dict, datamodule, store: RunStore, folder: Path, comma
     results += _stale_results(store, stale)
     failures = store.failures()
     results += _failed_results(failures)
-    results += _reference_results(datamodule, config)
+    results += _reference_results(datamodule, spec)
     labels = list(datamodule.arrays("test").labels)
-    columns = table_columns(labels, tuple(config["metrics"]["ks"]))
-    alpha = config["metrics"]["alpha"]
+    columns = table_columns(labels, spec.metrics.ks)
+    alpha = spec.metrics.alpha
     table = summarise(results, columns, alpha)
     markdown = to_markdown(table, columns, alpha)
     first = valid[models[0]][0] if models else None
@@ -63,7 +65,7 @@ def write_summary(config: dict, datamodule, store: RunStore, folder: Path, comma
     text = (
         "\n\n".join(
             [
-                f"# {config['name']}",
+                f"# {spec.name}",
                 "Reproduce with: "
                 f"`{table_command(command, models, all_seeds, threads if by_threads else None)}`",
                 markdown,
@@ -95,7 +97,7 @@ def write_summary(config: dict, datamodule, store: RunStore, folder: Path, comma
             default=str,
         ),
     )
-    plot_summary(table, columns, folder / "ndcg.png", title=config["name"])
+    plot_summary(table, columns, folder / "ndcg.png", title=spec.name)
     stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
     failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
     records = [record for model in models for record in valid[model]]
@@ -103,13 +105,13 @@ def write_summary(config: dict, datamodule, store: RunStore, folder: Path, comma
 
 
 def _sort_records(
-    store: RunStore, datamodule, config: dict, threads: int
+    store: RunStore, datamodule, spec: RunSpec, threads: int
 ) -> tuple[dict[str, list[dict]], list[tuple[str, dict | None, list[str]]]]:
     """Every record of the folder: valid ones by model, stale ones with their reasons."""
     valid: dict[str, list[dict]] = {}
     stale = []
     for run_id, record, problem in store.scan():
-        reasons = [problem] if problem else stale_reasons(record, datamodule, config, threads)
+        reasons = [problem] if problem else stale_reasons(record, datamodule, spec, threads)
         if reasons:
             stale.append((run_id, record, reasons))
         else:
@@ -236,7 +238,7 @@ def result_of(store: RunStore, model: str, records: list[dict]) -> ModelResult:
     )
 
 
-def _reference_results(datamodule, config: dict) -> list[ModelResult]:
+def _reference_results(datamodule, spec: RunSpec) -> list[ModelResult]:
     test = datamodule.arrays("test")
     references = reference_scores(test)
     if "true_relevance" in test.labels:
@@ -244,7 +246,7 @@ def _reference_results(datamodule, config: dict) -> list[ModelResult]:
     results = []
     for name, scores in references.items():
         metrics, per_query = evaluate_scores(
-            test, scores, ks=tuple(config["metrics"]["ks"]), gain=config["metrics"]["gain"]
+            test, scores, ks=spec.metrics.ks, gain=spec.metrics.gain
         )
         values = {
             f"{label}/{m}": [r["mean"]] for label, ms in metrics.items() for m, r in ms.items()
@@ -253,9 +255,9 @@ def _reference_results(datamodule, config: dict) -> list[ModelResult]:
     return results
 
 
-def left_out_note(store: RunStore, config: dict) -> str:
+def left_out_note(store: RunStore, spec: RunSpec) -> str:
     """How many test queries each label leaves out (no positive label), from the first run."""
-    first = f"{config['models'][0]}-seed{config['seeds'][0]}"
+    first = f"{spec.models[0]}-seed{spec.seeds[0]}"
     return left_out_from(json.loads(store.record_path(first).read_text()))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from datamodules.loaders import read_log_dir
+from datamodules.simulator.config import DEFAULT_PRESET
 from datamodules.tables import SearchLog
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 class SimulatorSource:
     """The embedded simulator at a preset, with optional overrides of its settings."""
 
-    preset: str = "default"
+    preset: str = DEFAULT_PRESET
     overrides: dict = field(default_factory=dict)
     progress: bool = False
     name: str = "simulator"
@@ -27,10 +28,7 @@ class SimulatorSource:
     def config(self):
         from datamodules.simulator import preset
 
-        try:
-            return preset(self.preset, **self.overrides)
-        except TypeError as error:
-            raise ValueError(f"simulator settings: {error}") from None
+        return preset(self.preset, **self.overrides)
 
     def load(self) -> SearchLog:
         from datamodules.simulator import simulate
@@ -235,7 +233,7 @@ def make_source(
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     options = dataset_options(dataset, options)
     if dataset == "simulator":
-        return SimulatorSource(preset or "default", dict(overrides or {}), progress)
+        return SimulatorSource(preset or DEFAULT_PRESET, dict(overrides or {}), progress)
     source_class = PATH_SOURCES[dataset]
     if not path:
         raise ValueError(f"dataset {dataset!r} needs {source_class.data_hint} (--data PATH)")

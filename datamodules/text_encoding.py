@@ -18,10 +18,11 @@ A text's vector is the same bits whatever else was encoded with it or before it,
 the thread setting: each text runs through the model alone (no padding, no other rows) on one
 thread (a batch's padding, its size and a multi-threaded matrix product each change the last
 bits of a vector, and through it the similarity features, the labels and the dataset
-fingerprint). Measured on 2 cores with all-MiniLM-L6-v2: 78 texts/s against 382 texts/s in
-padded batches of 128 (``benchmarks/scripts/bench_text_encoding.py``); the cache pays it
-once per machine. Bits are stable on one CPU instruction set: another kind of processor may
-differ in the last bits.
+fingerprint). On the CPU the model runs in a child process held to one code path of its
+math libraries, so the bits are also the same on every x86-64 processor, AVX-512 or not
+(``datamodules/portable_encoding.py``). Measured on 2 cores with all-MiniLM-L6-v2 (the cost
+of both, against padded batches of 128 on the fast code path):
+``benchmarks/scripts/bench_text_encoding.py``; the cache pays it once per machine.
 
 Three rooms
 -----------
@@ -58,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,16 @@ def mean_pool(hidden: Any, attention_mask: Any) -> Any:
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    """Rows scaled to length 1, in float64 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.sqrt(np.square(x).sum(axis=-1, keepdims=True))
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products in float64, rounded to float32: the summation's last bits,
+    which can depend on the processor's vector width, vanish in the rounding."""
+    return np.clip((a * b).sum(axis=-1), -1.0, 1.0).astype(np.float32)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -133,8 +142,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float32)
     if a.shape[-1:] != b.shape[-1:]:
         raise ValueError(f"cosine_similarity: last dimensions differ: {a.shape} vs {b.shape}")
-    sims = np.einsum("...i,...i->...", *np.broadcast_arrays(_unit_rows(a), _unit_rows(b)))
-    return np.clip(sims, -1.0, 1.0).astype(np.float32, copy=False)
+    return _row_dots(*np.broadcast_arrays(_unit_rows(a), _unit_rows(b)))
 
 
 def _as_texts(texts: Iterable[str]) -> list[str]:
@@ -299,22 +307,30 @@ class TextEncoder:
     # ---------------------------------------------------------------- encoding
 
     def _run_model(self, texts: list[str], keys: list[bytes], progress: bool) -> None:
+        """Encode ``texts`` into the cache, a shard at a time (a crash loses little). On the
+        CPU the vectors come from a child process on the portable code path, so they are the
+        same bits on every x86-64 processor (``datamodules/portable_encoding.py``)."""
+        from datamodules import portable_encoding
+
+        for start in range(0, len(texts), SHARD_ROWS):
+            chunk = texts[start : start + SHARD_ROWS]
+            if self.config.device == "cpu":  # the child reads the folder this one resolved
+                local = replace(self.config, name=str(self.path))
+                vectors = portable_encoding.portable_vectors(local, chunk, progress)
+            else:
+                vectors = self.vectors(chunk, progress)
+            self._cache.add(keys[start : start + len(chunk)], vectors)
+            self.stats["texts_encoded"] += len(chunk)
+            self.stats["forward_calls"] += len(chunk)
+
+    def vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """float32 ``[len(texts), dim]`` computed in this process, without the cache."""
         import torch
         from tqdm.auto import tqdm
 
         model, tokenizer = self.model, self.tokenizer
         accepted = set(tokenizer.model_input_names)
-        pending_keys: list[bytes] = []
-        pending_vectors: list[np.ndarray] = []
-
-        def flush():
-            if pending_keys:
-                vectors = np.stack(pending_vectors)
-                self._cache.add(pending_keys, vectors)
-                self.stats["texts_encoded"] += len(pending_keys)
-                pending_keys.clear()
-                pending_vectors.clear()
-
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         bar = tqdm(
             range(len(texts)),
             desc=f"encoding {len(texts):,} texts ({self.config.name})",
@@ -337,15 +353,10 @@ class TextEncoder:
                         k: v.to(self.config.device) for k, v in batch.items() if k in accepted
                     }
                     hidden = model(**inputs).last_hidden_state
-                    pooled = mean_pool(hidden, inputs["attention_mask"])
-                    pending_vectors.append(pooled[0].float().cpu().numpy())
-                    pending_keys.append(keys[i])
-                    self.stats["forward_calls"] += 1
-                    if len(pending_keys) >= SHARD_ROWS:
-                        flush()
+                    out[i] = mean_pool(hidden, inputs["attention_mask"])[0].float().cpu().numpy()
         finally:
             torch.set_num_threads(threads)
-        flush()
+        return out
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """float32 [len(texts), dim], in input order; each unique text encoded at most once."""
@@ -382,10 +393,10 @@ def pair_similarity(
     ri = np.fromiter((position.setdefault(t, len(position)) for t in right), np.int64, len(right))
     if not position:
         return np.zeros(0, dtype=np.float32)
-    unit = _unit_rows(np.asarray(encoder.encode(list(position), progress=progress), np.float32))
+    unit = _unit_rows(encoder.encode(list(position), progress=progress))
     out = np.empty(len(left), dtype=np.float32)
     step = 65_536
     for start in range(0, len(left), step):
         end = start + step
-        out[start:end] = np.einsum("ij,ij->i", unit[li[start:end]], unit[ri[start:end]])
-    return np.clip(out, -1.0, 1.0, out=out)
+        out[start:end] = _row_dots(unit[li[start:end]], unit[ri[start:end]])
+    return out

@@ -25,7 +25,8 @@ Model size comes from a ``profile``:
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from rtdl_revisiting_models import FTTransformer
@@ -34,7 +35,7 @@ from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import register
 from models.blocks import backbone_kwargs
-from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet
+from models.neural import NeuralRanker, RankingNet, TrainingSettings
 
 
 class FTTransformerNet(RankingNet):
@@ -78,13 +79,13 @@ class FTTransformerNet(RankingNet):
 @register("ft_transformer")
 class FTTransformerRanker(NeuralRanker):
     module_class = FTTransformerNet
-    default_config = {
-        **TRAINING_DEFAULTS,
-        # The paper trains FT-Transformer with AdamW, lr 1e-4, weight decay 1e-5
-        # (Gorishniy et al. 2021, Appendix; ``FTTransformer.make_default_optimizer``).
-        "lr": 1e-4,
-        "weight_decay": 1e-5,
-        "profile": "cpu",  # cpu | paper
-        "n_blocks": None,  # None = from the profile
-        "d_block": None,  # None = from the profile; a multiple of the 8 attention heads
-    }
+
+    @dataclass(frozen=True)
+    class Settings(TrainingSettings):
+        # The paper trains FT-Transformer with AdamW, lr 1e-4 and weight decay 1e-5, the shared
+        # default (Gorishniy et al. 2021, Appendix; ``FTTransformer.make_default_optimizer``).
+        lr: float = 1e-4
+        profile: Literal["cpu", "paper"] = "cpu"
+        n_blocks: int | None = None  # None = from the profile
+        # None = from the profile; a multiple of the 8 attention heads.
+        d_block: int | None = None

@@ -37,7 +37,9 @@ product tokens only), ``fine_tune_layers`` (0, N or "all"), ``task_weights`` (on
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,7 +51,7 @@ from datamodules.features import FeatureSpec
 from datamodules.splits import SPLITS
 from models.base import register
 from models.blocks import MMoEHeads, backbone_kwargs, present_tasks
-from models.neural import TRAINING_DEFAULTS, NeuralRanker, RankingNet
+from models.neural import EVERY_TASK_WEIGHTS, NeuralRanker, RankingNet, TrainingSettings
 from models.text_tower import TextTower
 
 QUERY_FIELD = "query"
@@ -72,7 +74,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "fine_tune_layers": "all",
         "tuned_fields": ["query", "title", "description"],
         "text_precision": "bf16",
-        "max_epochs": TRAINING_DEFAULTS["max_epochs"],
+        "max_epochs": TrainingSettings.max_epochs,
     },
 }
 PROFILE_KEYS = ("fine_tune_layers", "tuned_fields", "text_precision", "max_epochs")
@@ -255,49 +257,54 @@ def _gather_or_zero(vectors: torch.Tensor, index: torch.Tensor, aligned: bool = 
 @register("mtl_tinybert")
 class MTLTinyBERTRanker(NeuralRanker):
     module_class = MTLTinyBERTNet
-    default_config = {
-        **TRAINING_DEFAULTS,
-        # The FT-Transformer paper's AdamW settings for everything but the encoder layers,
-        # which get BERT's usual fine-tuning rate (Devlin et al. 2019 use 2e-5 to 5e-5).
-        "lr": 1e-4,
-        "text_lr": 5e-5,
-        "weight_decay": 1e-5,
-        "profile": "cpu",  # cpu | gpu
+
+    @dataclass(frozen=True)
+    class Settings(TrainingSettings):
+        # The FT-Transformer paper's AdamW settings (lr 1e-4; weight decay 1e-5, the shared
+        # default) for everything but the encoder layers, which get BERT's usual fine-tuning
+        # rate (Devlin et al. 2019 use 2e-5 to 5e-5).
+        lr: float = 1e-4
+        text_lr: float = 5e-5
+        profile: Literal["cpu", "gpu"] = "cpu"
         # The text encoder: None = the data's encoder (data.labels.encoder), else a name,
         # hub id or folder as there.
-        "encoder": None,
-        "fine_tune_layers": None,  # None = from the profile; 0 (frozen), N top layers, "all"
-        "tuned_fields": None,  # None = from the profile; text fields through the tuned layers
-        "text_precision": None,  # None = from the profile; "32" or "bf16" (tuned layers)
-        "max_epochs": None,  # None = from the profile
-        "n_blocks": None,  # FT-Transformer backbone; None = from the profile
-        "d_block": None,
-        "text": True,  # False: no text tower (ablation)
-        "interaction_tokens": True,  # False: query and product tokens only (ablation)
+        encoder: str | None = None
+        # None = from the profile; 0 (frozen), N top layers, "all"
+        fine_tune_layers: int | Literal["all"] | None = None
+        # None = from the profile; text fields through the tuned layers
+        tuned_fields: tuple[Literal["query", "title", "description"], ...] | None = None
+        # None = from the profile; "32" or "bf16" (tuned layers)
+        text_precision: Literal["32", "bf16"] | None = None
+        max_epochs: int | None = None  # None = from the profile
+        n_blocks: int | None = None  # FT-Transformer backbone; None = from the profile
+        d_block: int | None = None
+        text: bool = True  # False: no text tower (ablation)
+        interaction_tokens: bool = True  # False: query and product tokens only (ablation)
         # Every task trains, as for MMoE; the ranking score is the relevance head.
-        "task_weights": {"relevance": 1.0, "click": 0.5, "add_to_cart": 0.5, "purchase": 0.5},
-        "uncertainty_weighting": False,
+        task_weights: dict[str, float] = field(default_factory=lambda: dict(EVERY_TASK_WEIGHTS))
+        uncertainty_weighting: bool = False
         # MMoE heads over the [CLS] representation (the MMoE baseline's sizes).
-        "n_experts": 4,
-        "expert_layers": [64],
-        "tower_layers": [32],
-        "dropout": 0.1,
-    }
+        n_experts: int = 4
+        expert_layers: tuple[int, ...] = (64,)
+        tower_layers: tuple[int, ...] = (32,)
+        dropout: float = 0.1
 
-    def __init__(self, config: dict[str, Any] | None = None, seed: int = 0):
-        super().__init__(config, seed)
+    def __init__(self, settings: Mapping[str, Any] | Settings | None = None, seed: int = 0):
+        super().__init__(settings, seed)
         # The shared Trainer setup reads max_epochs; the profile decides it unless set.
-        self.config["max_epochs"] = int(resolved_profile(self.config)["max_epochs"])
+        max_epochs = int(resolved_profile(self.config)["max_epochs"])
+        self.settings = replace(self.settings, max_epochs=max_epochs)
+        self.config["max_epochs"] = max_epochs
 
     def build_module(self, datamodule) -> MTLTinyBERTNet:
         spec = datamodule.spec
         tower = None
-        if self.config["text"]:
+        if self.settings.text:
             settings = resolved_profile(self.config)
             tower = TextTower(
                 datamodule.texts,
                 tuned_text_ids(datamodule, settings["tuned_fields"]),
-                datamodule.text_encoder(self.config["encoder"]),
+                datamodule.text_encoder(self.settings.encoder),
                 settings["fine_tune_layers"],
                 progress=self.progress,
                 precision=settings["text_precision"],

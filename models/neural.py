@@ -16,6 +16,10 @@ that fits it with one shared ``Trainer`` setup:
 - progress bars, and the validation curve in ``training_summary["history"]`` (the driver
   logs it to W&B).
 
+The shared settings are :class:`TrainingSettings`; a model's ``Settings`` subclasses it
+(``class Settings(TrainingSettings)``), adding its own settings and redefining a shared one
+only where its default differs.
+
 Validation NDCG@10 is computed per batch in torch for early stopping only (continuous
 scores, ties broken by order); every reported metric comes from ``benchmarks/metrics.py``.
 """
@@ -26,8 +30,9 @@ import contextlib
 import logging
 import signal
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -37,20 +42,27 @@ from torch import nn
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import Ranker
+from models.validation_ndcg import batch_ndcg
 
 GRADED_TASKS = ("relevance",)
 MAX_GRADE = 4.0
+# The multi-task models' default weights: every task trains, relevance (the graded label the
+# benchmark ranks by) counts most; behaviours a dataset does not log are dropped.
+EVERY_TASK_WEIGHTS = {"relevance": 1.0, "click": 0.5, "add_to_cart": 0.5, "purchase": 0.5}
 
-# Shared training settings; a model adds its own in its default_config.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,
-    "weight_decay": 1e-5,
-    "max_epochs": 20,
-    "patience": 3,
-    "loss": "listwise",  # listwise | pointwise
-    "task_weights": {"relevance": 1.0},
-    "score_task": "relevance",
-}
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The shared training settings of every neural ranker; a model's ``Settings`` subclasses
+    this, adds its own and redefines a shared one only where its default differs."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_epochs: int = 20
+    patience: int = 3
+    loss: Literal["listwise", "pointwise"] = "listwise"
+    task_weights: dict[str, float] = field(default_factory=lambda: {"relevance": 1.0})
+    score_task: str = "relevance"
 
 
 # --------------------------------------------------------------------------- losses
@@ -81,19 +93,6 @@ def pointwise_loss(
 
 
 LOSSES = {"listwise": listwise_softmax_loss, "pointwise": pointwise_loss}
-
-
-def batch_ndcg(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, k: int = 10):
-    """Sum of NDCG@k over the batch's groups with a positive label, and their count."""
-    scores = scores.masked_fill(~mask, float("-inf"))
-    gains = torch.where(mask, torch.pow(2.0, labels) - 1.0, torch.zeros_like(labels))
-    top = min(k, scores.shape[1])
-    discounts = 1.0 / torch.log2(torch.arange(2, top + 2, dtype=scores.dtype))
-    order = torch.argsort(scores, dim=1, descending=True)[:, :top]
-    dcg = (torch.gather(gains, 1, order) * discounts).sum(dim=1)
-    ideal = (torch.sort(gains, dim=1, descending=True).values[:, :top] * discounts).sum(dim=1)
-    counted = ideal > 0
-    return (dcg[counted] / ideal[counted]).sum(), int(counted.sum())
 
 
 # --------------------------------------------------------------------------- the module
@@ -223,7 +222,7 @@ class NeuralRanker(Ranker):
     """Fits ``module_class`` with the shared Trainer setup and scores with its ranking head."""
 
     module_class: ClassVar[type[RankingNet]]
-    default_config: ClassVar[dict[str, Any]] = TRAINING_DEFAULTS
+    Settings = TrainingSettings
     progress: bool = True  # the driver turns progress bars off with --quiet
     # Where checkpoints are written while training (the driver: the results folder's
     # scratch/, emptied by the next run after a crash); None: the system's temporary folder.
@@ -244,10 +243,10 @@ class NeuralRanker(Ranker):
                 dirpath=folder, monitor="val_ndcg@10", mode="max", save_top_k=1
             )
             stopping = L.pytorch.callbacks.EarlyStopping(
-                monitor="val_ndcg@10", mode="max", patience=self.config["patience"]
+                monitor="val_ndcg@10", mode="max", patience=self.settings.patience
             )
             trainer = L.Trainer(
-                max_epochs=self.config["max_epochs"],
+                max_epochs=self.settings.max_epochs,
                 callbacks=[checkpoint, stopping, history],
                 accelerator="cpu",
                 deterministic=True,  # the one place deterministic algorithms are switched on

@@ -10,6 +10,7 @@ import contextlib
 import io
 import itertools
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from pytorch_tabnet.metrics import Metric
 from pytorch_tabnet.tab_model import TabNetRegressor
 
 from models.base import Ranker, register
+from models.validation_ndcg import grouped_ndcg
 
 # pytorch-tabnet finds metrics by name among all ``Metric`` subclasses and takes the first
 # match, so every fit names its metric class uniquely: a class left over from an earlier fit
@@ -32,25 +34,25 @@ class TabNetRanker(Ranker):
     # 1e-3, Adam at 2e-2, batches of 1024 with ghost batch norm over 128, 1-d embeddings.
     # Training length: up to ``max_epochs``, stopped after ``patience`` epochs without a
     # better validation NDCG@10 (the best epoch's weights are kept).
-    default_config = {
-        "target": "relevance",
-        "n_d": 8,
-        "n_a": 8,
-        "n_steps": 3,
-        "gamma": 1.3,
-        "lambda_sparse": 1e-3,
-        "cat_emb_dim": 1,
-        "learning_rate": 2e-2,
-        "batch_size": 1024,
-        "virtual_batch_size": 128,
-        "max_epochs": 30,
-        "patience": 5,
-    }
+    @dataclass(frozen=True)
+    class Settings:
+        target: str = "relevance"
+        n_d: int = 8
+        n_a: int = 8
+        n_steps: int = 3
+        gamma: float = 1.3
+        lambda_sparse: float = 1e-3
+        cat_emb_dim: int = 1
+        learning_rate: float = 2e-2
+        batch_size: int = 1024
+        virtual_batch_size: int = 128
+        max_epochs: int = 30
+        patience: int = 5
 
     def fit(self, datamodule) -> None:
         spec = datamodule.spec
-        config = self.config
-        target = config["target"]
+        settings = self.settings
+        target = settings.target
         if target not in spec.tasks:
             raise ValueError(
                 f"tabnet: target {target!r} is not a training task; tasks: {', '.join(spec.tasks)}"
@@ -60,23 +62,23 @@ class TabNetRanker(Ranker):
 
         torch.manual_seed(self.seed)
         self.model = TabNetRegressor(
-            n_d=config["n_d"],
-            n_a=config["n_a"],
-            n_steps=config["n_steps"],
-            gamma=config["gamma"],
-            lambda_sparse=config["lambda_sparse"],
+            n_d=settings.n_d,
+            n_a=settings.n_a,
+            n_steps=settings.n_steps,
+            gamma=settings.gamma,
+            lambda_sparse=settings.lambda_sparse,
             cat_idxs=list(range(n_numeric, n_numeric + len(spec.categorical))),
             cat_dims=list(spec.cardinalities),
-            cat_emb_dim=config["cat_emb_dim"],
+            cat_emb_dim=settings.cat_emb_dim,
             optimizer_fn=torch.optim.Adam,
-            optimizer_params={"lr": config["learning_rate"]},
+            optimizer_params={"lr": settings.learning_rate},
             seed=self.seed,
             verbose=0,
         )
         metric = _ndcg_metric(val.group)
         # Full batches only (ghost batch norm cannot take a batch of one), so a training split
         # smaller than one batch trains on one batch of all its rows.
-        batch_size = max(1, min(config["batch_size"], train.n_rows))
+        batch_size = max(1, min(settings.batch_size, train.n_rows))
         # pytorch-tabnet prints its early-stopping summary and warns that it keeps the best
         # weights whatever ``verbose`` says; neither is news here.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -87,10 +89,10 @@ class TabNetRanker(Ranker):
                 eval_set=[(_inputs(val), _targets(val.labels[target]))],
                 eval_name=["val"],
                 eval_metric=[metric],
-                max_epochs=config["max_epochs"],
-                patience=config["patience"],
+                max_epochs=settings.max_epochs,
+                patience=settings.patience,
                 batch_size=batch_size,
-                virtual_batch_size=min(config["virtual_batch_size"], batch_size),
+                virtual_batch_size=min(settings.virtual_batch_size, batch_size),
                 drop_last=True,
                 compute_importance=False,
                 callbacks=[_Progress(self, metric._name)] if self.wandb_run is not None else None,
@@ -141,35 +143,6 @@ def _ndcg_metric(group: np.ndarray) -> type[Metric]:
         _maximize = True
 
         def __call__(self, y_true, y_score):
-            return group_ndcg_at_k(y_true, y_score, group, k=10)
+            return grouped_ndcg(y_true, y_score, group, k=10)
 
     return GroupNDCG
-
-
-def group_ndcg_at_k(labels, scores, group, k: int = 10) -> float:
-    """Mean NDCG@k over the groups with a positive label (0.0 when there are none).
-
-    Gain 2^rel - 1, discount 1 / log2(rank + 1). Ties in ``scores`` are broken by row order
-    (benchmarks.metrics averages over them; the two agree on tie-free scores).
-    """
-    labels = np.nan_to_num(np.asarray(labels, dtype=np.float64).reshape(-1))
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    _, group = np.unique(np.asarray(group).reshape(-1), return_inverse=True)
-    n_groups = int(group.max()) + 1 if group.size else 0
-    if n_groups == 0:
-        return 0.0
-    gain = np.exp2(labels) - 1.0
-    starts = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=n_groups))[:-1]])
-
-    def dcg(order: np.ndarray) -> np.ndarray:
-        g = group[order]  # sorted by group, so each group's rows are one run
-        rank = np.arange(order.size) - starts[g]  # 0-based rank within the group
-        discount = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
-        return np.bincount(g, weights=gain[order] * discount, minlength=n_groups)
-
-    actual = dcg(np.lexsort((-scores, group)))
-    ideal = dcg(np.lexsort((-labels, group)))
-    counted = np.bincount(group, weights=labels > 0, minlength=n_groups) > 0
-    if not counted.any():
-        return 0.0
-    return float(np.mean(actual[counted] / ideal[counted]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import xgboost as xgb
 
@@ -12,31 +14,33 @@ from models.base import Ranker, register
 @register("xgboost")
 class XGBoostRanker(Ranker):
     thread_independent = True  # hist trees: the same model at any n_jobs
+
     # XGBoost's defaults (learning rate 0.3 lowered to 0.1 for a smoother early stop), with
     # up to 1000 rounds stopped on the validation split's NDCG@10.
-    default_config = {
-        "target": "relevance",
-        "n_estimators": 1000,
-        "learning_rate": 0.1,
-        "max_depth": 6,
-        "min_child_weight": 1.0,
-        "subsample": 1.0,
-        "colsample_bytree": 1.0,
-        "reg_lambda": 1.0,
-        "early_stopping_rounds": 50,
-        "n_jobs": None,  # None: the run's thread setting (`threads`)
-    }
+    @dataclass(frozen=True)
+    class Settings:
+        target: str = "relevance"
+        n_estimators: int = 1000
+        learning_rate: float = 0.1
+        max_depth: int = 6
+        min_child_weight: float = 1.0
+        subsample: float = 1.0
+        colsample_bytree: float = 1.0
+        reg_lambda: float = 1.0
+        early_stopping_rounds: int = 50
+        n_jobs: int | None = None  # None: the run's thread setting (`threads`)
 
     def fit(self, datamodule) -> None:
         spec = datamodule.spec
         train, val = datamodule.arrays("train"), datamodule.arrays("val")
-        config = dict(self.config)
-        target = config.pop("target")
+        target = self.settings.target
         if target not in spec.tasks:
             raise ValueError(
                 f"xgboost: target {target!r} is not a training task; tasks: {', '.join(spec.tasks)}"
             )
-        n_jobs = config.pop("n_jobs") or current_threads()
+        n_jobs = self.settings.n_jobs or current_threads()
+        # The other settings are XGBRanker's own parameters, by name.
+        params = {k: v for k, v in self.config.items() if k not in ("target", "n_jobs")}
         self.model = xgb.XGBRanker(
             objective="rank:ndcg",
             eval_metric="ndcg@10",
@@ -46,7 +50,7 @@ class XGBoostRanker(Ranker):
             random_state=self.seed,
             n_jobs=n_jobs,
             callbacks=[_Progress(self)] if self.wandb_run is not None else None,
-            **config,
+            **params,
         )
         self.model.fit(
             train.tabular(),

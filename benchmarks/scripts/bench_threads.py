@@ -37,12 +37,12 @@ while True:
 FITS = """
 import json, sys, time
 from datamodules.threads import apply_threads
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from benchmarks.runner import prepare_datamodule
 from models import create_ranker
 preset, threads, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 apply_threads(threads)
-datamodule = prepare_datamodule(load_config(overrides={"preset": preset}), False, lambda *_: 0)
+datamodule = prepare_datamodule(load_spec(overrides={"preset": preset}), False, lambda *_: 0)
 times = {}
 for model in sys.argv[4:]:
     for _ in range(repeats):

@@ -67,7 +67,8 @@ rows); chunk ``i`` draws from ``SeedSequence(seed, spawn_key=(CHUNK_STREAM, i))`
 Layout
 ------
 - ``vocabulary``: the hand-written vocabulary as data (categories, synonyms, query words).
-- ``config``: ``SimulatorConfig``, ``PRESETS``, ``preset`` and the click model's probabilities.
+- ``config``: ``SimulatorConfig``, ``PRESETS`` (``DEFAULT_PRESET``), ``preset`` and the click
+  model's probabilities.
 - ``streams``: the random streams (one per part) and sampling from cumulative weights.
 - ``lexicon``: the vocabulary as integer codes and flat synonym tables.
 - ``catalog``, ``users``, ``intents``: steps 1-3; ``world`` builds them once per log.
@@ -78,6 +79,7 @@ Layout
 
 from datamodules.simulator.api import simulate, simulate_chunks
 from datamodules.simulator.config import (
+    DEFAULT_PRESET,
     PRESETS,
     SimulatorConfig,
     attraction_probabilities,
@@ -111,6 +113,7 @@ __all__ = [
     "CATEGORIES",
     "CHUNK_STREAM",
     "COLOR_SURFACES",
+    "DEFAULT_PRESET",
     "INTENT_STREAM",
     "MATERIAL_SURFACES",
     "PRESETS",

@@ -4,10 +4,11 @@ examination and attraction probabilities of the click model."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 
+from datamodules.settings import typed_settings
 from datamodules.simulator.vocabulary import CATEGORIES
 
 _MAX_CANDIDATES = 64  # column index packs into 6 bits of the ranking sort key
@@ -89,6 +90,8 @@ class SimulatorConfig:
         return math.ceil(self.n_requests / self.chunk_requests)
 
 
+DEFAULT_PRESET = "default"  # the preset a run uses unless it names one
+
 PRESETS: dict[str, SimulatorConfig] = {
     "tiny": SimulatorConfig(
         n_requests=200, items_per_request=8, n_products=200, n_users=50, n_query_intents=40
@@ -115,10 +118,12 @@ PRESETS: dict[str, SimulatorConfig] = {
 
 
 def preset(name: str, **overrides) -> SimulatorConfig:
-    """A named configuration, with any field overridden (``preset("ci", seed=3)``)."""
+    """A named configuration, with any field overridden (``preset("ci", seed=3)``); an
+    unknown or mistyped override ends in one line naming ``simulator.<field>``."""
     if name not in PRESETS:
         raise ValueError(f"unknown simulator preset {name!r}; valid: {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+    base = {f.name: getattr(PRESETS[name], f.name) for f in fields(SimulatorConfig)}
+    return typed_settings(SimulatorConfig, {**base, **overrides}, "simulator")
 
 
 def examination_probabilities(position_bias: float, n_positions: int) -> np.ndarray:

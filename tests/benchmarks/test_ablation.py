@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from benchmarks import ablation
-from benchmarks.ablation import PACKAGED_VARIANTS, load_ablation, variant_config
+from benchmarks.ablation import PACKAGED_VARIANTS, load_ablation, variant_spec
 from benchmarks.cli import main
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from benchmarks.report import Column, ModelResult, paired_test, summarise
 
 VARIANTS = """\
@@ -64,9 +64,9 @@ def _counting_builds():
     builds: list[str] = []
     prepare = ablation.prepare_datamodule
 
-    def counting(config, *args, **kwargs):
-        builds.append(config["name"].rsplit("/", 1)[1])
-        return prepare(config, *args, **kwargs)
+    def counting(spec, *args, **kwargs):
+        builds.append(spec.name.rsplit("/", 1)[1])
+        return prepare(spec, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ablation, "prepare_datamodule", counting)
@@ -213,11 +213,11 @@ def test_a_variant_changing_the_split_is_an_error(copy_of_results, tmp_path, cap
         ({"no_text": {"model_config": {"text": False}}}, "the first variant must be"),
         (
             {"full": {}, "bad_model": {"model_config": {"nope": 1}}},
-            "variant 'bad_model': mmoe: unknown setting(s) nope",
+            "variant 'bad_model': model_config.mmoe: unknown setting(s) nope",
         ),
         (
             {"full": {}, "bad_data": {"data": {"labels": {"relevance": "nope"}}}},
-            "variant 'bad_data': labels.relevance must be one of",
+            "variant 'bad_data': data.labels.relevance must be one of",
         ),
         ({"full": {}, "wandb": {}}, "a variant name is a folder name"),
     ],
@@ -250,7 +250,7 @@ def test_wandb_logs_one_offline_run_per_variant_and_seed(tmp_path, variants_file
 
 
 def test_variant_settings_replace_the_models_and_merge_into_the_data():
-    config = load_config(
+    spec = load_spec(
         overrides={"preset": "tiny"},
         assignments=[
             "model_config.mmoe.task_weights={click: 1.0, relevance: 1.0}",
@@ -260,18 +260,19 @@ def test_variant_settings_replace_the_models_and_merge_into_the_data():
     )
     plan = load_ablation(PACKAGED_VARIANTS)
     variants = {v.name: v for v in plan.variants}
-    single_task = variant_config(
-        config, "mmoe", variants["single_task"]
-    )  # a setting replaced whole, the others kept
-    assert single_task["model_config"]["mmoe"] == {
-        "task_weights": {"relevance": 1.0},
-        "dropout": 0.2,
-    }
-    assert single_task["models"] == ["mmoe"]
-    no_debias = variant_config(config, "mmoe", variants["labels_no_debias"])
-    labeling = no_debias["data"]["labels"]["labeling"]
-    assert labeling["debias"] is False and labeling["smoothing"] is False
-    assert config["data"]["labels"]["labeling"]["debias"] is True  # the bench config untouched
+    # a changed copy: a model setting replaced whole, the others kept
+    single_task = variant_spec(spec, "mmoe", variants["single_task"])
+    assert single_task.model_config["mmoe"] == {"task_weights": {"relevance": 1.0}, "dropout": 0.2}
+    assert single_task.models == ("mmoe",)
+    assert single_task.name == "simulator-tiny-ablation/single_task"
+    assert (
+        single_task.changed(model_config=spec.model_config, name=spec.name, models=spec.models)
+        == spec
+    )
+    no_debias = variant_spec(spec, "mmoe", variants["labels_no_debias"])
+    labeling = no_debias.data.labels.labeling
+    assert labeling.debias is False and labeling.smoothing is False
+    assert spec.data.labels.labeling.debias is True  # the bench spec untouched
 
 
 def test_the_packaged_ablation_file():

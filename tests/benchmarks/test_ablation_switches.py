@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.ablation import load_ablation, variant_config
-from benchmarks.config import data_config, load_config
+from benchmarks.ablation import load_ablation, variant_spec
+from benchmarks.config import load_spec
 from benchmarks.runner import build_datamodule
 from models import create_ranker
 
@@ -19,11 +19,10 @@ PLAN = load_ablation()
 VARIANTS = {variant.name: variant for variant in PLAN.variants}
 
 
-def settings_of(name: str, tiny_bert=None) -> dict:
-    config = load_config(overrides={"preset": "tiny", "seeds": [0]})
-    if tiny_bert is not None:
-        config["model_config"][PLAN.model] = {"encoder": str(tiny_bert)}
-    return variant_config(config, PLAN.model, VARIANTS[name])
+def settings_of(name: str, tiny_bert=None):
+    model_config = {PLAN.model: {"encoder": str(tiny_bert)}} if tiny_bert is not None else None
+    spec = load_spec(overrides={"preset": "tiny", "seeds": [0], "model_config": model_config})
+    return variant_spec(spec, PLAN.model, VARIANTS[name])
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def full_datamodule():
 
 
 def net_of(name: str, datamodule, tiny_bert):
-    model_settings = settings_of(name, tiny_bert)["model_config"][PLAN.model]
+    model_settings = settings_of(name, tiny_bert).ranker_settings(PLAN.model)
     return create_ranker(PLAN.model, model_settings).build_module(datamodule)
 
 
@@ -66,8 +65,8 @@ def test_behavioural_targets_train_on_the_deepest_funnel_step(full_datamodule):
     [("labels_no_debias", "debias"), ("labels_no_similarity", "use_similarity")],
 )
 def test_label_variants_turn_off_one_labeling_step(full_datamodule, name, switch):
-    labeling = data_config(settings_of(name)).labels.labeling
-    reference = data_config(settings_of("full")).labels.labeling
+    labeling = settings_of(name).data.labels.labeling
+    reference = settings_of("full").data.labels.labeling
     assert getattr(labeling, switch) is False and getattr(reference, switch) is True
     assert {k for k in vars(labeling) if getattr(labeling, k) != getattr(reference, k)} == {switch}
     datamodule = build_datamodule(settings_of(name), progress=False)

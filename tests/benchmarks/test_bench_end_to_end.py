@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import polars as pl
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from benchmarks.runner import run_benchmark
 from models import REGISTRY, Ranker, register
 
@@ -115,7 +116,10 @@ def test_rerun_skips_finished_runs(tiny_bench, capsys):
 class _Flaky(Ranker):
     """Scores by a feature; crashes on seed 1 while ``crash`` is set (a killed run)."""
 
-    default_config = {"column": 0}
+    @dataclass(frozen=True)
+    class Settings:
+        column: int = 0
+
     crash = True
 
     def fit(self, datamodule):
@@ -129,15 +133,15 @@ class _Flaky(Ranker):
 def test_resume_after_a_crash(tmp_path):
     register("test_flaky")(_Flaky)
     try:
-        config = load_config(
+        config = load_spec(
             overrides={
                 "preset": "tiny",
                 "models": ["test_flaky"],
                 "seeds": [0, 1],
                 "output": str(tmp_path),
+                "wandb": {"mode": "disabled"},
             }
         )
-        config["wandb"]["mode"] = "disabled"
         outcome = run_benchmark(config, "test", progress=False, echo=lambda *_: None)
         assert outcome.ran == ["test_flaky-seed0"]
         assert outcome.failed == ["test_flaky-seed1 at fit: RuntimeError: simulated crash"]
@@ -269,7 +273,7 @@ def test_the_readme_baseline_runs_through_the_driver(tmp_path, capsys):
 def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
     code = main(["bench", "--preset", "tiny", "--models", "nope", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("rankbench: error: unknown model 'nope'")
+    assert code == 2 and err.startswith("rankbench: error: models: unknown model 'nope'")
     assert len(err.splitlines()) == 1
 
 
@@ -300,9 +304,15 @@ def test_bad_log_folder_is_a_one_line_error(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "seeds=0"], "seeds must be a list of integers"),
-        (["--set", "metrics.alhpa=0.5"], "unknown setting(s) alhpa"),
-        (["--set", "simulator.positon_bias=2"], "simulator settings"),
+        (["--set", "seeds=0"], "seeds must be a list, e.g."),
+        (["--set", "seeds=[0, x]"], "seeds[1] must be a whole number, not 'x'"),
+        (["--set", "metrics.alhpa=0.5"], "--set: metrics: unknown setting(s) alhpa; known: "),
+        (["--set", "metrics.gain=log"], "metrics.gain must be one of exponential, linear"),
+        (["--set", "data.labels.encoder.max_lenght=8"], "data.labels.encoder: unknown setting"),
+        (["--set", "data.batch_size=lots"], "data.batch_size must be a whole number"),
+        (["--set", "simulator.positon_bias=2"], "simulator: unknown setting(s) positon_bias"),
+        (["--set", "simulator.position_bias=high"], "simulator.position_bias must be a number"),
+        (["--models", "xgbost"], "models: unknown model 'xgbost'; registered: "),
         (["--set", "data.split.by=[oops"], "not valid YAML"),
         (["--set", "model_config.dcn_v2.max_epochs=abc"], "max_epochs must be a whole number"),
         (["--set", "model_config.xgbost.max_depth=3"], "model_config.xgbost: unknown model"),

@@ -12,9 +12,17 @@ import polars as pl
 import pytest
 
 from benchmarks.cli import main
+from benchmarks.records import processor_kind
 from datamodules.threads import available_cores
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "simulator-ci"
+# MMoE trained again on another kind of processor (AVX2 against AVX-512, emulated with
+# ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS and DNNL_MAX_CPU_ISA on the ci preset) moved
+# its metrics by at most 0.0064; retraining is not reproduction, so this only bounds it.
+NEURAL_TOLERANCE = 0.02
+pytestmark = pytest.mark.skipif(
+    available_cores() < 2, reason="the reference was made at 2 threads (its command says so)"
+)
 
 
 def _command() -> list[str]:
@@ -47,7 +55,7 @@ def test_the_reference_names_xgboost_and_a_neural_model_on_the_ci_preset():
     assert set(_records(REFERENCE)) == {"xgboost-seed0", "mmoe-seed0"}
 
 
-def test_a_cold_cache_recomputes_the_committed_metrics_exactly(tmp_path, monkeypatch, cache):
+def test_a_cold_cache_recomputes_the_committed_data_and_metrics(tmp_path, monkeypatch, cache):
     assert not any(cache.iterdir())
     monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
     assert _run(tmp_path, "--rerun") == 0
@@ -55,12 +63,20 @@ def test_a_cold_cache_recomputes_the_committed_metrics_exactly(tmp_path, monkeyp
     assert set(fresh) == set(committed)
     for run_id, record in committed.items():
         again = fresh[run_id]
+        # The data is the same bits on every x86-64 processor, and so are XGBoost's trees.
         assert again["dataset_fingerprint"] == record["dataset_fingerprint"], run_id
         assert again["split_hash"] == record["split_hash"], run_id
-        assert again["metrics"] == record["metrics"], run_id
         name = f"{run_id}.queries.parquet"
         queries = pl.read_parquet(REFERENCE / "runs" / name)
-        assert pl.read_parquet(tmp_path / "simulator-ci" / "runs" / name).equals(queries), run_id
+        made_here = record["environment"]["processor"] == processor_kind()
+        if record["model"] == "xgboost" or made_here:
+            assert again["metrics"] == record["metrics"], run_id
+            assert pl.read_parquet(tmp_path / "simulator-ci" / "runs" / name).equals(queries)
+        else:  # a torch model trained on another kind of processor: other last bits
+            for label, metrics in record["metrics"].items():
+                for metric, value in metrics.items():
+                    fresh_value = again["metrics"][label][metric]["mean"]
+                    assert fresh_value == pytest.approx(value["mean"], abs=NEURAL_TOLERANCE)
 
 
 def test_the_committed_records_are_reused_and_the_table_is_unchanged(
@@ -86,16 +102,21 @@ def test_the_committed_records_are_reused_and_the_table_is_unchanged(
         assert (tmp_path / "simulator-ci" / name).read_bytes() == (REFERENCE / name).read_bytes()
 
 
-@pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
 @pytest.mark.parametrize("threads", ["1", "2"])
-def test_the_reference_is_reused_at_one_and_two_threads(
+def test_the_reference_is_reused_at_its_thread_count_and_xgboost_at_any(
     tmp_path, capsys, monkeypatch, cache, threads
 ):
     monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
     shutil.copytree(REFERENCE, tmp_path / "simulator-ci", ignore=shutil.ignore_patterns("wandb"))
+    made_at = str(_records(REFERENCE)["mmoe-seed0"]["environment"]["threads"])
+    assert _command()[-2:] == ["--threads", made_at]  # the table says at which count
     before = (REFERENCE / "summary.csv").read_bytes()
     capsys.readouterr()
     assert _run(tmp_path, "--threads", threads) == 0
     out = capsys.readouterr().out
-    assert "done " not in out and out.count("skip ") == 2
-    assert (tmp_path / "simulator-ci" / "summary.csv").read_bytes() == before
+    assert "skip xgboost-seed0" in out
+    if threads == made_at:
+        assert "done " not in out and out.count("skip ") == 2
+        assert (tmp_path / "simulator-ci" / "summary.csv").read_bytes() == before
+    else:  # MMoE's numbers depend on the thread count: trained again, at this one
+        assert "done mmoe-seed0" in out

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import reuse
 from benchmarks.cli import main
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from benchmarks.records import RunStore
 from benchmarks.reuse import stale_reasons
 from benchmarks.runner import prepare_datamodule
@@ -79,8 +79,9 @@ def test_a_stale_record_is_shown_apart_with_its_reason(two_models, tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(two_models):
-    config = load_config(overrides={"preset": "tiny"})
-    config["model_config"]["xgboost"]["n_estimators"] = 20
+    config = load_spec(
+        overrides={"preset": "tiny"}, assignments=["model_config.xgboost.n_estimators=20"]
+    )
     datamodule = prepare_datamodule(config, progress=False, echo=lambda *_: None)
     record = json.loads((two_models / "runs" / "xgboost-seed0.json").read_text())
     return config, datamodule, record
@@ -116,14 +117,14 @@ def test_only_thread_dependent_models_are_keyed_by_the_thread_count(
     config, datamodule, record = prepared
     made_at = record["environment"]["threads"]
     assert stale_reasons(record, datamodule, config, threads=made_at + 1) == []  # xgboost
-    config = {**config, "model_config": {**config["model_config"], "mmoe": {"max_epochs": 2}}}
+    config = config.changed(model_config={**config.model_config, "mmoe": {"max_epochs": 2}})
     mmoe = json.loads((two_models / "runs" / "mmoe-seed0.json").read_text())
-    assert stale_reasons(mmoe, datamodule, config, threads=made_at + 1) == []
-    monkeypatch.setattr(MMoERanker, "thread_independent", False)  # as TabNet's records are
     assert stale_reasons(mmoe, datamodule, config, threads=made_at) == []
     assert stale_reasons(mmoe, datamodule, config, threads=made_at + 1) == [
         f"threads ({made_at}; now {made_at + 1})"
     ]
+    monkeypatch.setattr(MMoERanker, "thread_independent", True)  # as XGBoost's records are
+    assert stale_reasons(mmoe, datamodule, config, threads=made_at + 1) == []
 
 
 def test_editing_one_table_of_a_log_folder_retrains(tmp_path, capsys):

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from benchmarks.runner import prepare_datamodule
 
 
@@ -37,7 +37,7 @@ def test_mean_and_std_over_seeds_are_the_records(two_seeds):
 
 
 def test_the_logged_order_row_replays_the_positions(two_seeds):
-    datamodule = prepare_datamodule(load_config(overrides={"preset": "tiny"}), False, print)
+    datamodule = prepare_datamodule(load_spec(overrides={"preset": "tiny"}), False, print)
     test = datamodule.arrays("test")
     truth, position, group = test.labels["true_relevance"], test.position, test.group
     per_query = []

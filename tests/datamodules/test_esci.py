@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from datamodules import SearchLogDataModule
 from datamodules.esci import EXAMPLES_FILE, PRODUCTS_FILE, read_esci
 from datamodules.sources import EsciSource, make_source
@@ -146,28 +146,28 @@ def test_rankbench_bench_runs_on_esci(tmp_path, capsys):
 
 
 def test_esci_makes_the_metric_gain_linear_unless_told_otherwise(tmp_path):
-    assert load_config(overrides={"dataset": "esci"})["metrics"]["gain"] == "linear"
-    assert load_config()["metrics"]["gain"] == "exponential"  # other datasets keep theirs
+    assert load_spec(overrides={"dataset": "esci"}).metrics.gain == "linear"
+    assert load_spec().metrics.gain == "exponential"  # other datasets keep theirs
     user_file = tmp_path / "mine.yaml"
     user_file.write_text("dataset: esci\nmetrics: {gain: exponential}\n")
-    assert load_config(user_file)["metrics"]["gain"] == "exponential"  # the file wins
+    assert load_spec(user_file).metrics.gain == "exponential"  # the file wins
     user_file.write_text("dataset: esci\n")
-    assert load_config(user_file)["metrics"]["gain"] == "linear"  # the file names esci
-    config = load_config(user_file, {"dataset": "esci"}, ["metrics.gain=exponential"])
-    assert config["metrics"]["gain"] == "exponential"  # --set wins over all
+    assert load_spec(user_file).metrics.gain == "linear"  # the file names esci
+    config = load_spec(user_file, {"dataset": "esci"}, ["metrics.gain=exponential"])
+    assert config.metrics.gain == "exponential"  # --set wins over all
     # The dataset's defaults follow the dataset finally chosen.
-    assert load_config(user_file, {"dataset": "simulator"})["metrics"]["gain"] == "exponential"
+    assert load_spec(user_file, {"dataset": "simulator"}).metrics.gain == "exponential"
 
 
 def test_dataset_options_name_the_benchmark_and_reach_the_source(tmp_path):
-    config = load_config(overrides={"dataset": "esci", "data_path": str(tmp_path)})
-    assert config["name"] == "esci-us-small"
-    config = load_config(
+    config = load_spec(overrides={"dataset": "esci", "data_path": str(tmp_path)})
+    assert config.name == "esci-us-small"
+    config = load_spec(
         overrides={"dataset": "esci", "data_path": str(tmp_path)},
         assignments=["dataset_options.locale=jp", "dataset_options.gains={S: 0.5}"],
     )
-    assert config["name"] == "esci-jp-small"
-    source = make_source("esci", path=str(tmp_path), options=config["dataset_options"])
+    assert config.name == "esci-jp-small"
+    source = make_source("esci", path=str(tmp_path), options=config.dataset_options)
     assert (source.locale, source.version) == ("jp", "small")
     assert source.describe()["gains"] == {"E": 1.0, "S": 0.5, "C": 0.01, "I": 0.0}
 
@@ -184,12 +184,12 @@ def test_dataset_options_name_the_benchmark_and_reach_the_source(tmp_path):
 )
 def test_bad_options_are_one_line_errors(assignment, message):
     with pytest.raises(ValueError, match=message):
-        load_config(overrides={"dataset": "esci"}, assignments=[assignment])
+        load_spec(overrides={"dataset": "esci"}, assignments=[assignment])
 
 
 def test_a_dataset_without_options_refuses_them():
     with pytest.raises(ValueError, match="dataset 'simulator' takes no dataset_options"):
-        load_config(assignments=["dataset_options.locale=us"])
+        load_spec(assignments=["dataset_options.locale=us"])
 
 
 # --------------------------------------------------------------------------- bad files

@@ -78,15 +78,17 @@ def encoder_config(tiny_bert, tmp_path):
 
 @pytest.fixture
 def forward_calls(monkeypatch):
-    """Batch sizes of every BertModel forward call made during the test."""
+    """How many texts each run of the encoder's process was handed, during the test."""
+    from datamodules import portable_encoding
+
     calls: list[int] = []
-    original = BertModel.forward
+    original = portable_encoding.portable_vectors
 
-    def counting(self, *args, **kwargs):
-        calls.append(int(kwargs["input_ids"].shape[0]))
-        return original(self, *args, **kwargs)
+    def counting(config, texts, progress=False):
+        calls.append(len(texts))
+        return original(config, texts, progress)
 
-    monkeypatch.setattr(BertModel, "forward", counting)
+    monkeypatch.setattr(portable_encoding, "portable_vectors", counting)
     return calls
 
 
@@ -107,6 +109,17 @@ def _direct(folder, text: str, max_length: int = 32) -> np.ndarray:
     batch = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
     with torch.inference_mode():
         return model(**batch).last_hidden_state.mean(dim=1)[0].numpy()
+
+
+def test_a_vector_is_the_same_bits_on_a_processor_without_avx512(tiny_bert, tmp_path, monkeypatch):
+    # The math libraries held to older instruction sets stand in for another processor.
+    here = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=str(tmp_path / "a")))
+    vectors = here.encode(TEXTS)
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "SSE41")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "AVX512F AVX512_SKX")
+    older = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=str(tmp_path / "b")))
+    np.testing.assert_array_equal(older.encode(TEXTS), vectors)
 
 
 def test_shape_dtype_order_and_lazy_load(encoder_config, tiny_bert):

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import load_config
+from benchmarks.config import load_spec
 from datamodules import SearchLogDataModule
 from datamodules.sources import WandsSource
 from datamodules.tables import LogValidationError
@@ -143,14 +143,12 @@ def test_rankbench_bench_runs_on_wands(tmp_path, capsys):
 
 
 def test_wands_options():
-    config = load_config(overrides={"dataset": "wands"})
-    assert config["name"] == "wands" and config["metrics"]["gain"] == "exponential"
+    config = load_spec(overrides={"dataset": "wands"})
+    assert config.name == "wands" and config.metrics.gain == "exponential"
     with pytest.raises(ValueError, match="unknown dataset_options for wands: locale"):
-        load_config(overrides={"dataset": "wands"}, assignments=["dataset_options.locale=us"])
+        load_spec(overrides={"dataset": "wands"}, assignments=["dataset_options.locale=us"])
     with pytest.raises(ValueError, match="wands: gains for unknown label\\(s\\) exact"):
-        load_config(
-            overrides={"dataset": "wands"}, assignments=["dataset_options.gains={exact: 1}"]
-        )
+        load_spec(overrides={"dataset": "wands"}, assignments=["dataset_options.gains={exact: 1}"])
 
 
 # --------------------------------------------------------------------------- bad files

@@ -136,7 +136,7 @@ def test_structures_and_low_rank_train(datamodule, settings):
 
 
 def test_parallel_head_sees_cross_and_deep(datamodule):
-    config = {**DCNV2Ranker.default_config, "structure": "parallel", "deep_layers": [16]}
+    config = {**DCNV2Ranker.default_settings(), "structure": "parallel", "deep_layers": [16]}
     net = DCNV2Net(datamodule.spec, config)
     assert net.heads["relevance"].in_features == net.input.n_out + 16
     batch = next(iter(datamodule.loader("val")))
@@ -145,11 +145,11 @@ def test_parallel_head_sees_cross_and_deep(datamodule):
 
 def test_one_head_per_weighted_task(datamodule):
     weights = {"relevance": 1.0, "click": 0.5}
-    net = DCNV2Net(datamodule.spec, {**DCNV2Ranker.default_config, "task_weights": weights})
+    net = DCNV2Net(datamodule.spec, {**DCNV2Ranker.default_settings(), "task_weights": weights})
     batch = next(iter(datamodule.loader("val")))
     assert set(net(batch)) == {"relevance", "click"}
 
 
 def test_unknown_structure_is_refused(datamodule):
     with pytest.raises(ValueError, match="structure"):
-        DCNV2Net(datamodule.spec, {**DCNV2Ranker.default_config, "structure": "sideways"})
+        DCNV2Net(datamodule.spec, {**DCNV2Ranker.default_settings(), "structure": "sideways"})

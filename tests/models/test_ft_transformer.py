@@ -23,7 +23,7 @@ def fitted_ranker(datamodule, config, seed=0):
 
 
 def make_net(datamodule, **settings) -> FTTransformerNet:
-    return FTTransformerNet(datamodule.spec, {**FTTransformerRanker.default_config, **settings})
+    return FTTransformerNet(datamodule.spec, {**FTTransformerRanker.default_settings(), **settings})
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -13,7 +13,7 @@ from models.mmoe import MMoENet, MMoERanker
 from tests.models.conftest import margin_over_random
 
 CONFIG = {"max_epochs": 4}
-DEFAULTS = MMoERanker.default_config
+DEFAULTS = MMoERanker.default_settings()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from datamodules.text_encoding import EncoderConfig, TextEncoder, mean_pool
 from models.base import create_ranker
-from models.mtl_tinybert import MTLTinyBERTNet, MTLTinyBERTRanker, TextTokens
+from models.mtl_tinybert import MTLTinyBERTNet, MTLTinyBERTRanker, TextTokens, resolved_profile
 from models.text_tower import TextTower, frozen_states
 from tests.models.conftest import margin_over_random
 
@@ -221,8 +221,13 @@ def test_uncertainty_weighting_learns_a_weight_per_task(datamodule, config, batc
 def test_bad_settings_are_one_line_errors(datamodule, config):
     with pytest.raises(ValueError, match="fine_tune_layers must be 0..3"):
         make_net(datamodule, config, fine_tune_layers=4)
-    with pytest.raises(ValueError, match="tuned_fields: unknown text field"):
+    # A text field the model does not know: refused by its settings, and by the profile's
+    # own check for a config built by hand.
+    with pytest.raises(ValueError, match="tuned_fields.* must be one of query, title, desc"):
         make_net(datamodule, config, tuned_fields=["query", "tittle"])
+    defaults = MTLTinyBERTRanker.default_settings()
+    with pytest.raises(ValueError, match="tuned_fields: unknown text field"):
+        resolved_profile({**defaults, "tuned_fields": ["query", "tittle"]})
     with pytest.raises(ValueError, match="profile must be one of cpu, gpu"):
         make_net(datamodule, config, profile="laptop")
     with pytest.raises(ValueError, match="score_task 'relevance' has no head"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -10,10 +12,9 @@ from torch import nn
 from benchmarks.metrics import ndcg
 from models.blocks import TabularInput, mlp
 from models.neural import (
-    TRAINING_DEFAULTS,
     NeuralRanker,
     RankingNet,
-    batch_ndcg,
+    TrainingSettings,
     listwise_softmax_loss,
     pointwise_loss,
 )
@@ -32,7 +33,10 @@ class _Net(RankingNet):
 
 class _Ranker(NeuralRanker):
     module_class = _Net
-    default_config = {**TRAINING_DEFAULTS, "max_epochs": 4}
+
+    @dataclass(frozen=True)
+    class Settings(TrainingSettings):
+        max_epochs: int = 4
 
 
 def _fit(datamodule, **config) -> _Ranker:
@@ -70,19 +74,6 @@ def test_pointwise_loss_ignores_padding():
     assert pointwise_loss(logits, labels, mask, graded=True).item() == pytest.approx(np.log(2))
 
 
-def test_batch_ndcg_matches_the_reported_metric_on_tie_free_data():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 5, (30, 8)).astype(np.float32)
-    scores = rng.normal(size=(30, 8)).astype(np.float32)
-    mask = np.ones((30, 8), dtype=bool)
-    mask[:, 6:] = rng.random((30, 2)) < 0.5  # ragged lists
-    total, count = batch_ndcg(torch.tensor(scores), torch.tensor(labels), torch.tensor(mask))
-    group = np.repeat(np.arange(30), 8)[mask.ravel()]
-    reference = ndcg(labels.ravel()[mask.ravel()], scores.ravel()[mask.ravel()], group, k=10)
-    assert count == reference.counted
-    assert float(total) / count == pytest.approx(reference.mean, abs=1e-5)
-
-
 def test_fit_is_deterministic_and_better_than_random(datamodule):
     first, second = _fit(datamodule), _fit(datamodule)
     scores = first.predict(datamodule, "test")
@@ -114,10 +105,10 @@ def test_a_ranking_score_that_reads_an_untrained_head_is_refused(datamodule):
     from models.dcn_v2 import DCNV2Net, DCNV2Ranker
     from models.mmoe import MMoENet, MMoERanker
 
-    dcn = {**DCNV2Ranker.default_config, "score_task": "click"}
+    dcn = {**DCNV2Ranker.default_settings(), "score_task": "click"}
     with pytest.raises(ValueError, match="score_task 'click' has no head that trains"):
         DCNV2Net(datamodule.spec, dcn)
-    mix = {**MMoERanker.default_config, "task_weights": {"relevance": 1.0, "click": 0.5}}
+    mix = {**MMoERanker.default_settings(), "task_weights": {"relevance": 1.0, "click": 0.5}}
     with pytest.raises(ValueError, match="score_mix task.*'purchase' has no head that trains"):
         MMoENet(datamodule.spec, {**mix, "score_mix": {"relevance": 1.0, "purchase": 1.0}})
     assert isinstance(MMoENet(datamodule.spec, mix), torch.nn.Module)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.metrics import ndcg
 from models import create_ranker
-from models.tabnet_ranker import group_ndcg_at_k
+from models.validation_ndcg import grouped_ndcg
 from tests.models.conftest import margin_over_random
 
 # Small batches so that a few epochs on the tiny preset make a few dozen steps.
@@ -38,7 +37,7 @@ def test_best_weights_are_kept(datamodule, fitted):
     # early-stopping metric's own convention (ties in row order: TabNet's scores do tie).
     val = datamodule.arrays("val")
     scores = fitted.predict(datamodule, "val")
-    again = group_ndcg_at_k(val.labels["relevance"], scores, val.group, k=10)
+    again = grouped_ndcg(val.labels["relevance"], scores, val.group, k=10)
     assert again == pytest.approx(fitted.training_summary["best_val_ndcg@10"], abs=1e-9)
 
 
@@ -70,34 +69,3 @@ def test_unknown_target_is_refused(datamodule):
 def test_unknown_setting_is_refused():
     with pytest.raises(ValueError, match="unknown setting"):
         create_ranker("tabnet", {"learning_rat": 0.1})
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ndcg_metric_matches_benchmarks(seed):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, 25, size=200)
-    group = np.repeat(np.arange(sizes.size), sizes)
-    labels = rng.integers(0, 5, size=group.size).astype(np.float32)
-    labels[group % 7 == 0] = 0  # some queries without a positive label are left out
-    scores = rng.permutation(group.size).astype(np.float64)  # tie-free
-    expected = ndcg(labels, scores, group, k=10).mean
-    assert group_ndcg_at_k(labels, scores, group, k=10) == pytest.approx(expected, abs=1e-12)
-    # As pytorch-tabnet passes them: column vectors.
-    assert group_ndcg_at_k(
-        labels.reshape(-1, 1), scores.reshape(-1, 1), group, k=10
-    ) == pytest.approx(expected, abs=1e-12)
-
-
-def test_ndcg_metric_edge_cases():
-    group = np.array([0, 0, 1, 1])
-    # Perfect order, and a query with no positive label left out of the mean.
-    assert group_ndcg_at_k([2, 0, 0, 0], [1.0, 0.0, 5.0, 4.0], group) == pytest.approx(1.0)
-    # Worst order within the first query: DCG = 3 / log2(3) over ideal 3.
-    assert group_ndcg_at_k([0, 2, 0, 0], [1.0, 0.0, 5.0, 4.0], group) == pytest.approx(
-        1 / np.log2(3)
-    )
-    # Only the top k count.
-    labels = np.zeros(12)
-    labels[-1] = 1
-    assert group_ndcg_at_k(labels, -np.arange(12.0), np.zeros(12, dtype=int), k=10) == 0.0
-    assert group_ndcg_at_k([0, 0], [1.0, 2.0], [0, 0]) == 0.0

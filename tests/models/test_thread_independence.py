@@ -15,9 +15,10 @@ DECLARED = sorted(name for name, cls in REGISTRY.items() if cls.thread_independe
 
 
 def test_the_measured_models_are_declared_thread_independent():
-    # TabNet, the FT-Transformer and MTL-TinyBERT differ in their last bits across thread
-    # counts (measured on the ci preset): their records are keyed by the thread count.
-    assert DECLARED == ["dcn_v2", "mmoe", "xgboost"]
+    # The torch models differ in their last bits across thread counts on some processors
+    # (DCN-V2 and MMoE on AVX-512, not on AVX2; TabNet, the FT-Transformer and MTL-TinyBERT
+    # on both, measured on the ci preset): their records are keyed by the thread count.
+    assert DECLARED == ["xgboost"]
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="needs two cores")

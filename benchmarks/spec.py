@@ -1,0 +1,110 @@
+"""The run specification: every setting a bench, ablate or label command uses, typed.
+
+A :class:`RunSpec` is built once (``benchmarks/config.py``: the packaged defaults, the
+dataset's defaults, the user's file and the command line) and read by the runner, the
+ablation and the label report; none of them re-reads the YAML. Its fields mirror the YAML
+file (``benchmarks/configs/bench.yaml`` documents them, and a test keeps that file equal to
+the defaults written here and in the sections' own dataclasses). An ablation variant is a
+changed copy (:meth:`RunSpec.changed`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from datamodules.search_log import DataConfig
+from datamodules.settings import as_mapping, typed_settings
+from datamodules.simulator.config import DEFAULT_PRESET
+
+Dataset = Literal["simulator", "logdir", "files", "retrotech", "letor", "esci", "wands"]
+# The packaged models, in the packaged order: the order of a summary table's rows.
+DEFAULT_MODELS = ("xgboost", "tabnet", "ft_transformer", "dcn_v2", "mmoe", "mtl_tinybert")
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    ks: tuple[int, ...] = (1, 3, 5, 10)
+    gain: Literal["exponential", "linear"] = "exponential"  # 2^rel - 1, or rel
+    alpha: float = 0.05  # significance level of the paired test over queries
+
+    def __post_init__(self):
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ValueError("metrics.ks must be a list of positive integers, e.g. [1, 3, 5, 10]")
+        if not 0 < self.alpha < 1:
+            raise ValueError("metrics.alpha must lie between 0 and 1")
+
+
+@dataclass(frozen=True)
+class WandbSpec:
+    mode: Literal["offline", "online", "disabled"] = "offline"  # offline: `wandb sync` later
+    project: str = "rankbench"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str | None = None  # results go to <output>/<name>; None: from the dataset
+    dataset: Dataset = "simulator"
+    preset: str = DEFAULT_PRESET  # the simulator's preset
+    data_path: str | None = None  # the dataset's folder, or the mapping file of `files`
+    simulator: dict[str, Any] = field(default_factory=dict)  # overrides of the preset
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = DEFAULT_MODELS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    threads: int | None = None  # None: the cores this process may use
+    # Per-model settings, checked against each ranker's own ``Settings`` dataclass.
+    model_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    output: str = "results"
+    wandb: WandbSpec = field(default_factory=WandbSpec)
+
+    def __post_init__(self):
+        if not self.models:
+            raise ValueError("models must name at least one model, e.g. [xgboost]")
+        if not self.seeds:
+            raise ValueError("seeds must hold at least one seed, e.g. [0, 1, 2]")
+
+    @property
+    def folder(self) -> Path:
+        """Where the benchmark's results go."""
+        return Path(self.output) / str(self.name)
+
+    def ranker_settings(self, model: str):
+        """``model``'s typed settings: its defaults with this spec's ``model_config``."""
+        from models import get_ranker
+
+        settings = get_ranker(model).Settings
+        return typed_settings(settings, self.model_config.get(model), f"model_config.{model}")
+
+    def changed(self, **changes) -> RunSpec:
+        """A copy with some fields replaced (an ablation variant, a one-model run)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_mapping(self) -> dict:
+        """Plain data, as a YAML file would hold it."""
+        return as_mapping(self)
+
+
+def build_spec(settings: dict) -> RunSpec:
+    """The typed specification of merged settings; one line naming the setting otherwise.
+    Every model under ``model_config`` must be registered and its settings its own."""
+    spec = typed_settings(RunSpec, settings, "")
+    from models import REGISTRY
+
+    for model in (*spec.models, *spec.model_config):
+        if model not in REGISTRY:
+            where = (
+                f"model_config.{model}: unknown model"
+                if model in spec.model_config
+                else (f"models: unknown model {model!r}")
+            )
+            raise ValueError(f"{where}; registered: {', '.join(sorted(REGISTRY))}")
+    # Each model's settings as typed values (``1e-4`` a number), the keys given kept.
+    typed = {
+        model: {key: as_mapping(spec.ranker_settings(model))[key] for key in given}
+        for model, given in spec.model_config.items()
+    }
+    return spec.changed(model_config=typed)
