@@ -28,6 +28,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from benchmarks.ablation_plan import (  # noqa: F401 (the ablation's public names, in one place)
     PACKAGED_VARIANTS,
@@ -47,6 +48,7 @@ from benchmarks.spec import RunSpec
 from benchmarks.wandb_logging import WandbRuns
 from datamodules import SearchLogDataModule
 from models import get_ranker
+from models.devices import is_first_process
 
 # ---------------------------------------------------------------------- running
 
@@ -72,7 +74,11 @@ def run_ablation(
     selected = select_variants(plan.variants, variants)
     specs = {v.name: variant_spec(spec, model, v) for v in selected}
     folder = Path(spec.output) / ablation_name(spec)
-    wandb = WandbRuns(spec.wandb.mode, spec.wandb.project, ablation_name(spec), folder)
+    # Under several devices every process walks the same runs; the first one writes.
+    first = is_first_process()
+    progress, echo = (progress, echo) if first else (False, lambda *_: None)
+    mode = spec.wandb.mode if first else "disabled"
+    wandb = WandbRuns(mode, spec.wandb.project, ablation_name(spec), folder)
 
     prepared: dict[str, PreparedData] = {}
     ran, skipped = [], []
@@ -84,7 +90,7 @@ def run_ablation(
         for name in names:
             prepared[name] = data
             echo(f"variant {name}")
-            store = RunStore(folder / name)
+            store = RunStore(folder / name, writer=first)
             done, kept = run_models(
                 datamodule, specs[name], store, wandb, progress, rerun, variant=name
             )
@@ -101,6 +107,8 @@ def run_ablation(
             skipped += [f"{name}/{run}" for run in kept]
         del datamodule  # free it before the next group's is built
 
+    if not first:
+        return AblationOutcome(folder, pl.DataFrame(), "", ran, skipped, writer=False)
     outcome = report(spec, model, selected, specs, prepared, folder, command, ran, skipped)
     files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "ablation.json")]
     wandb.log_summary(

@@ -41,6 +41,7 @@ class AblationOutcome:
     markdown: str
     ran: list[str]  # "<variant>/<run id>"
     skipped: list[str]
+    writer: bool = True  # False in a multi-device run's other processes: nothing written
 
 
 # ---------------------------------------------------------------------- the table

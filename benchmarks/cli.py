@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--models", nargs="+", help="registered model names, e.g. xgboost")
     _add_run_options(bench, "benchmark name (default: <dataset>-<preset>)")
+    _add_trainer_options(bench)
     bench.set_defaults(handler=_bench)
 
     ablate = commands.add_parser(
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         ablate, "override any bench setting, e.g. model_config.mtl_tinybert.max_epochs=5"
     )
     _add_run_options(ablate, "results go to <out>/<name>-ablation (default: <dataset>-<preset>)")
+    _add_trainer_options(ablate)
     ablate.add_argument(
         "--variants-file",
         type=Path,
@@ -169,6 +171,20 @@ def _add_run_options(parser: argparse.ArgumentParser, name_help: str) -> None:
         action="store_true",
         help="retrain every run, even those whose record matches this code, data and config",
     )
+
+
+def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
+    """Where neural models train (the ``trainer`` section; Lightning's names)."""
+    group = parser.add_argument_group("devices (neural models)")
+    group.add_argument("--accelerator", help="auto | cpu | gpu | mps (default: auto)")
+    group.add_argument("--devices", help="how many devices, or which ('0,1'); default: auto")
+    group.add_argument("--strategy", help="auto | ddp | fsdp | ... (default: auto)")
+    group.add_argument(
+        "--precision",
+        help="32-true | bf16-mixed | 16-mixed (default: bf16-mixed on a GPU "
+        "with bfloat16, else 32-true)",
+    )
+    group.add_argument("--num-nodes", type=int, help="machines (default: 1)")
 
 
 def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
@@ -238,6 +254,8 @@ def _bench(args, argv) -> int:
     spec = _run_spec(args, models=args.models)
     command = shlex.join(["rankbench", *argv])
     outcome = run_benchmark(spec, command, progress=not args.quiet, rerun=args.rerun)
+    if not outcome.writer:  # another process of a multi-device run: the first one reports
+        return 0
     print()
     print(outcome.markdown)
     print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
@@ -265,6 +283,8 @@ def _ablate(args, argv) -> int:
         progress=not args.quiet,
         rerun=args.rerun,
     )
+    if not outcome.writer:  # another process of a multi-device run: the first one reports
+        return 0
     print()
     print(outcome.markdown)
     print(
@@ -292,6 +312,12 @@ def _run_spec(args, models: list[str] | None = None):
         "threads": args.threads,
         "wandb": {"mode": args.wandb} if args.wandb else None,
     }
+    trainer = {
+        key: value
+        for key in ("accelerator", "devices", "strategy", "precision", "num_nodes")
+        if (value := getattr(args, key)) is not None
+    }
+    overrides["trainer"] = trainer or None
     return load_spec(args.config, overrides, args.set)
 
 

@@ -279,8 +279,10 @@ class RunStore:
     # What :meth:`scan` says of a record that is not a finished run.
     UNFINISHED = ("unreadable record", "per-query file missing", "per-query file from another run")
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, writer: bool = True):
         self.folder = Path(folder)
+        # False in the other processes of a multi-device run: they read, the first writes.
+        self.writer = writer
 
     def record_path(self, run_id: str) -> Path:
         return self.folder / f"{run_id}.json"
@@ -294,13 +296,16 @@ class RunStore:
         return self.folder.parent / "scratch"
 
     def clear_scratch(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def write_failure(self, failure: dict) -> None:
-        atomic_write_text(self.failure_path(failure["run_id"]), json.dumps(failure, indent=2))
+        if self.writer:
+            atomic_write_text(self.failure_path(failure["run_id"]), json.dumps(failure, indent=2))
 
     def clear_failure(self, run_id: str) -> None:
-        self.failure_path(run_id).unlink(missing_ok=True)
+        if self.writer:
+            self.failure_path(run_id).unlink(missing_ok=True)
 
     def failures(self) -> list[dict]:
         """The failure records of runs that have not succeeded since."""
@@ -351,6 +356,8 @@ class RunStore:
         return found
 
     def write(self, record: dict, per_query: pl.DataFrame) -> None:
+        if not self.writer:
+            return
         run_id = record["run_id"]
         atomic_write_parquet(self.queries_path(run_id), per_query)
         record = {**record, "per_query_sha256": _file_sha256(self.queries_path(run_id))}

@@ -13,13 +13,16 @@ from models import get_ranker
 def run_settings(spec: RunSpec, datamodule: SearchLogDataModule, model: str) -> dict:
     """What a model's run depends on besides code, data and environment: its record's
     ``config``, whose hash is the record's ``config_hash``."""
-    return {
+    settings = {
         "dataset": datamodule.source.describe(),
         "data": as_mapping(spec.data),
         "model": model,
         "model_config": as_mapping(spec.ranker_settings(model)),
         "metrics": as_mapping(spec.metrics),
     }
+    if get_ranker(model).uses_trainer:  # a neural model: where it trains is part of its run
+        settings["trainer"] = as_mapping(spec.trainer)
+    return settings
 
 
 def stale_reasons(

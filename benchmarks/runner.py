@@ -39,6 +39,7 @@ from benchmarks.wandb_logging import WandbRuns, wandb_config
 from datamodules import SearchLogDataModule
 from datamodules.threads import apply_threads, resolve_threads
 from models import create_ranker, get_ranker
+from models.devices import is_first_process
 
 
 @dataclass
@@ -50,6 +51,7 @@ class BenchmarkOutcome:
     skipped: list[str]
     stale: list[str]  # "<run id>: <reasons>" of records the table shows apart
     failed: list[str]  # "<run id> at <stage>: <error>" of this command's failed runs
+    writer: bool = True  # False in a multi-device run's other processes: nothing written
 
 
 def import_plugins(plugins: list[str]) -> None:
@@ -90,12 +92,18 @@ def run_benchmark(
         get_ranker(model)  # fail fast on a misspelt model name, before any data work
     apply_threads(resolve_threads(spec.threads))
     folder = spec.folder
-    store = RunStore(folder / "runs")
-    wandb = WandbRuns(spec.wandb.mode, spec.wandb.project, spec.name, folder)
+    # Under several devices every process walks the same runs; the first one writes.
+    first = is_first_process()
+    progress, echo = (progress, echo) if first else (False, _silent)
+    store = RunStore(folder / "runs", writer=first)
+    mode = spec.wandb.mode if first else "disabled"
+    wandb = WandbRuns(mode, spec.wandb.project, spec.name, folder)
 
     datamodule = prepare_datamodule(spec, progress, echo)
     store.clear_scratch()  # checkpoints a killed run left behind
     ran, skipped = run_models(datamodule, spec, store, wandb, progress, rerun)
+    if not first:
+        return BenchmarkOutcome(folder, pl.DataFrame(), "", ran, skipped, [], [], writer=False)
 
     summary = write_summary(spec, datamodule, store, folder, command)
     for record in summary.valid:  # the group holds every model of the table, each once
@@ -124,6 +132,7 @@ def run_models(
     scores a row NaN or infinite, leaves a failure record (model, seed, stage, error) and
     the others go on; it is tried again by the next command."""
     ran, skipped = [], []
+    say = tqdm.write if store.writer else _silent  # one process speaks for a multi-device run
     threads = apply_threads(resolve_threads(spec.threads))
     runs = [(m, s) for m in spec.models for s in spec.seeds]
     for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
@@ -134,7 +143,7 @@ def run_models(
         name = f"{variant}-seed{seed}" if variant else run_id
         shown = wandb_config(model, seed, run_config, environment(threads), variant)
         if record and not stale_reasons(record, datamodule, spec, threads):
-            tqdm.write(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
+            say(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             if wandb is not None:
                 wandb.log_reused(name, shown, record)
             skipped.append(run_id)
@@ -158,12 +167,12 @@ def run_models(
             store.write_failure(failed)
             if wandb is not None:
                 wandb.finish(live, None, failed)
-            tqdm.write(f"failed {run_id} at {failure.stage}: {failure.message}")
+            say(f"failed {run_id} at {failure.stage}: {failure.message}")
             continue
         store.clear_failure(run_id)
         if wandb is not None:
             wandb.finish(live, record)
-        tqdm.write(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
+        say(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
         ran.append(run_id)
     return ran, skipped
 
@@ -209,6 +218,8 @@ def _run_one(
             ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
         if hasattr(ranker, "scratch_dir"):
             ranker.scratch_dir = str(store.scratch)
+        if ranker.uses_trainer:
+            ranker.trainer_config = spec.trainer
         ranker.wandb_run = live  # rankers that log while they train use it
         stage = "fit"
         with PeakMemory() as memory, Stopwatch() as fit_time:
@@ -247,6 +258,10 @@ def _run_one(
     }
     store.write(record, per_query)
     return record
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """The echo of a multi-device run's other processes: the first one speaks."""
 
 
 def _headline(record: dict) -> str:

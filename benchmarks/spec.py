@@ -1,4 +1,6 @@
-"""The run specification: every setting a bench, ablate or label command uses, typed.
+"""The run specification: every setting a bench, ablate or label command uses, typed:
+dataset, data (splits, features, labels, the text encoder), models and their settings, seeds,
+threads, the Trainer's devices, metrics and W&B.
 
 A :class:`RunSpec` is built once (``benchmarks/config.py``: the packaged defaults, the
 dataset's defaults, the user's file and the command line) and read by the runner, the
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from datamodules.search_log import DataConfig
 from datamodules.settings import as_mapping, typed_settings
 from datamodules.simulator.config import DEFAULT_PRESET
+from models.devices import TrainerConfig
 
 Dataset = Literal["simulator", "logdir", "files", "retrotech", "letor", "esci", "wands"]
 # The packaged models, in the packaged order: the order of a summary table's rows.
@@ -57,6 +60,7 @@ class RunSpec:
     # Per-model settings, checked against each ranker's own ``Settings`` dataclass.
     model_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # where neural models train
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     output: str = "results"
     wandb: WandbSpec = field(default_factory=WandbSpec)

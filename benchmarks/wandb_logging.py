@@ -134,12 +134,14 @@ def _safe(name: str) -> str:
 
 
 def _summary(record: dict) -> dict:
+    device = record.get("training", {}).get("device") or {}  # neural models: where they trained
     return {
         **flatten_metrics(record["metrics"]),
         "fit_seconds": record["wall_time_s"]["fit"],
         "peak_memory_mb": record["peak_memory_mb"],
         "split_hash": record["split_hash"],
         "dataset_fingerprint": record["dataset_fingerprint"],
+        **{f"device/{key}": value for key, value in device.items()},
     }
 
 

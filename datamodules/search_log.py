@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -279,13 +280,34 @@ class SearchLogDataModule(L.LightningDataModule):
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = QueryGroupDataset(self.arrays(split))
+        sampler = _process_share(dataset, shuffle)
         return DataLoader(
-            QueryGroupDataset(self.arrays(split)),
+            dataset,
             batch_size=self.config.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             collate_fn=collate_groups,
             num_workers=self.config.num_workers,
         )
+
+
+def _process_share(dataset: QueryGroupDataset, shuffle: bool):
+    """Under several processes (DDP), this process's share of the query groups, each group
+    whole: training groups reshuffled every epoch with the seed every process shares (a few
+    repeated so the shares are equal), evaluation groups dealt round-robin without repeats,
+    so that sums over the processes count every group once. None for one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    rank, size = dist.get_rank(), dist.get_world_size()
+    if shuffle:
+        from torch.utils.data import DistributedSampler
+
+        seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))  # the run's seed, on every process
+        return DistributedSampler(dataset, size, rank, shuffle=True, seed=seed)
+    return range(rank, len(dataset), size)
 
 
 def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:

@@ -43,6 +43,9 @@ class Ranker(ABC):
     # tests/models/test_thread_independence.py); otherwise records are reused only at the
     # thread count that made them.
     thread_independent: ClassVar[bool] = False
+    # True for rankers trained by a Lightning Trainer: the run's `trainer` settings (device,
+    # strategy, precision) reach them and are part of their records' identity.
+    uses_trainer: ClassVar[bool] = False
 
     def __init__(self, settings: Mapping[str, Any] | Any = None, seed: int = 0):
         where = f"model_config.{self.name or type(self).__name__}"

@@ -42,6 +42,7 @@ from torch import nn
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import Ranker
+from models.devices import TrainerConfig, device_record, gather_everywhere
 from models.validation_ndcg import batch_ndcg
 
 GRADED_TASKS = ("relevance",)
@@ -174,8 +175,13 @@ class RankingNet(L.LightningModule):
         self._val_count += count
 
     def on_validation_epoch_end(self) -> None:
-        value = self._val_sum / max(self._val_count, 1)
-        self.log("val_ndcg@10", value, prog_bar=True)
+        # Summed over every process's query groups, so each process stops at the same epoch
+        # and restores the same weights (one process: the sums themselves).
+        totals = torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64)
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum")
+        value = float(totals[0]) / max(float(totals[1]), 1.0)
+        self.log("val_ndcg@10", value, prog_bar=True, sync_dist=self.trainer.world_size > 1)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(
@@ -223,7 +229,10 @@ class NeuralRanker(Ranker):
 
     module_class: ClassVar[type[RankingNet]]
     Settings = TrainingSettings
+    uses_trainer = True
     progress: bool = True  # the driver turns progress bars off with --quiet
+    # Accelerator, devices, strategy, precision and nodes (the driver: the run's `trainer`).
+    trainer_config: TrainerConfig = TrainerConfig()
     # Where checkpoints are written while training (the driver: the results folder's
     # scratch/, emptied by the next run after a crash); None: the system's temporary folder.
     scratch_dir: str | None = None
@@ -235,7 +244,9 @@ class NeuralRanker(Ranker):
         if self.scratch_dir is not None:
             Path(self.scratch_dir).mkdir(parents=True, exist_ok=True)
         with (
-            tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="checkpoints-") as folder,
+            tempfile.TemporaryDirectory(
+                dir=self.scratch_dir, prefix="checkpoints-", ignore_cleanup_errors=True
+            ) as folder,
             _quiet_lightning(),
             _process_determinism(),
         ):
@@ -246,9 +257,9 @@ class NeuralRanker(Ranker):
                 monitor="val_ndcg@10", mode="max", patience=self.settings.patience
             )
             trainer = L.Trainer(
+                **self.trainer_config.trainer_kwargs(),
                 max_epochs=self.settings.max_epochs,
                 callbacks=[checkpoint, stopping, history],
-                accelerator="cpu",
                 deterministic=True,  # the one place deterministic algorithms are switched on
                 logger=self._logger(),
                 # Every 10 steps, or every step of an epoch shorter than that: a curve, always.
@@ -266,12 +277,14 @@ class NeuralRanker(Ranker):
                     raise
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise KeyboardInterrupt from None
-            best = torch.load(checkpoint.best_model_path, weights_only=False)
+            best = torch.load(checkpoint.best_model_path, weights_only=False, map_location="cpu")
             self.module.load_state_dict(best["state_dict"])
+            trainer.strategy.barrier()  # every process has read it before the folder goes
         self.training_summary = {
             "epochs": trainer.current_epoch,
             "best_val_ndcg@10": float(checkpoint.best_model_score),
             "history": history.epochs,
+            "device": device_record(trainer),
         }
 
     def _logger(self):
@@ -292,13 +305,16 @@ class NeuralRanker(Ranker):
         by ``trainer.predict`` over the split's query groups."""
         with _quiet_lightning():
             trainer = L.Trainer(
-                accelerator="cpu",
+                **self.trainer_config.trainer_kwargs(),
                 logger=False,
                 enable_checkpointing=False,
                 enable_progress_bar=False,
                 enable_model_summary=False,
             )
             batches = trainer.predict(self.module, dataloaders=datamodule.loader(split))
+        # Each process scored its share of the query groups: every share, on every process.
+        on_host = [(rows.cpu(), {k: v.float().cpu() for k, v in h.items()}) for rows, h in batches]
+        batches = gather_everywhere(on_host)
         n_rows = datamodule.arrays(split).n_rows
         outputs: dict[str, np.ndarray] = {}
         for rows, heads in batches:

@@ -19,6 +19,7 @@ from pytorch_tabnet.metrics import Metric
 from pytorch_tabnet.tab_model import TabNetRegressor
 
 from models.base import Ranker, register
+from models.devices import TrainerConfig, single_device
 from models.validation_ndcg import grouped_ndcg
 
 # pytorch-tabnet finds metrics by name among all ``Metric`` subclasses and takes the first
@@ -29,6 +30,10 @@ _metric_ids = itertools.count()
 
 @register("tabnet")
 class TabNetRanker(Ranker):
+    # Trains on the run's GPU where its `trainer` settings take one (one device), else the CPU.
+    uses_trainer = True
+    trainer_config: TrainerConfig = TrainerConfig()
+
     # Architecture and optimiser: the TabNet paper's (Arik & Pfister, 2021) smallest setting,
     # which is also pytorch-tabnet's default: n_d = n_a = 8, 3 steps, gamma 1.3, sparsity
     # 1e-3, Adam at 2e-2, batches of 1024 with ghost batch norm over 128, 1-d embeddings.
@@ -74,6 +79,7 @@ class TabNetRanker(Ranker):
             optimizer_params={"lr": settings.learning_rate},
             seed=self.seed,
             verbose=0,
+            device_name=single_device(self.trainer_config),
         )
         metric = _ndcg_metric(val.group)
         # Full batches only (ghost batch norm cannot take a batch of one), so a training split
@@ -102,6 +108,7 @@ class TabNetRanker(Ranker):
             "best_epoch": int(self.model.best_epoch),
             "best_val_ndcg@10": float(self.model.best_cost),
             "epochs_run": len(history),
+            "device": {"accelerator": self.model.device.type, "devices": 1},
         }
 
     def predict(self, datamodule, split: str) -> np.ndarray:

@@ -201,24 +201,27 @@ class TextTower(nn.Module):
         self.stats = {"texts_through_tuned_layers": 0}
 
     def frozen(self, ids: torch.Tensor) -> torch.Tensor:
-        """The frozen encoder's pooled vectors of ``ids`` (no gradient)."""
-        return self._frozen[ids]
+        """The frozen encoder's pooled vectors of ``ids`` (no gradient), on their device (the
+        cached vectors and states stay in host memory, shared by every seed)."""
+        return self._frozen[ids.cpu()].to(ids.device)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Pooled vectors of ``ids`` through the tuned top layers (frozen when there are none)."""
         if not self.n_tuned:
             return self.frozen(ids)
-        rows = self._row_of[ids]
+        device, rows = ids.device, self._row_of[ids.cpu()]
         if (rows < 0).any():
             raise ValueError("the text tower was asked for a text outside its tuned fields")
         order = torch.argsort(self._cache.lengths[rows], stable=True)
         pieces = []
         for start in range(0, len(order), CHUNK_TEXTS):
             hidden, mask = self._cache.padded(rows[order[start : start + CHUNK_TEXTS]])
-            with torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
+            hidden, mask = hidden.to(device), mask.to(device)
+            # Autocast follows the device the layers run on.
+            with torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                 hidden = run_layers(self.tuned, self.model_config, hidden, mask)
             pieces.append(mean_pool(hidden, mask).float())
         self.stats["texts_through_tuned_layers"] += len(ids)
         unsort = torch.empty_like(order)
         unsort[order] = torch.arange(len(order))
-        return torch.cat(pieces)[unsort]
+        return torch.cat(pieces)[unsort.to(device)]

@@ -29,14 +29,23 @@ def test_a_neural_model_streams_its_curves_while_it_trains(tmp_path, monkeypatch
     import wandb
 
     calls: list[tuple[float, set]] = []
-    log = wandb.Run.log
+    log, finish = wandb.Run.log, wandb.Run.finish
+    summaries: list[dict] = []
 
     def recording(self, data, *args, **kwargs):
         calls.append((time.time(), set(data)))
         return log(self, data, *args, **kwargs)
 
+    def finishing(self, *args, **kwargs):
+        summaries.append(dict(self.summary))
+        return finish(self, *args, **kwargs)
+
     monkeypatch.setattr(wandb.Run, "log", recording)
+    monkeypatch.setattr(wandb.Run, "finish", finishing)
     assert bench(tmp_path, "mmoe") == 0
+    trained = next(s for s in summaries if "device/strategy" in s)  # where it trained
+    assert trained["device/accelerator"] == "cpu" and trained["device/world_size"] == 1
+    assert trained["device/precision"] == "32-true" and trained["device/device_name"]
     steps = [(t, keys) for t, keys in calls if "train_loss" in keys]
     epochs = [(t, keys) for t, keys in calls if "val_ndcg@10" in keys]
     assert len(steps) >= 3 and len(epochs) >= 2  # per step and per epoch, not once at the end
