@@ -11,7 +11,9 @@ import yaml
 
 from benchmarks.spec import RunSpec, build_spec
 from datamodules.sources import DATASET_OPTIONS, dataset_options, make_source
-from datamodules.threads import resolve_threads
+from datamodules.threads import available_cores, resolve_threads
+from models import get_ranker
+from models.devices import check_trainer
 
 DEFAULTS_FILE = Path(__file__).parent / "configs" / "bench.yaml"
 """The defaults written out with their documentation: a file to copy and edit (a test keeps
@@ -56,6 +58,8 @@ def load_spec(
     if spec.dataset == "simulator":
         source_for(spec).config()  # the preset's name and overrides
     resolve_threads(spec.threads)
+    if any(get_ranker(model).uses_trainer for model in spec.models):
+        check_trainer(spec.trainer, available_cores())
     return spec if spec.name else spec.changed(name=default_name(spec))
 
 

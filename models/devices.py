@@ -47,6 +47,43 @@ class TrainerConfig:
         }
 
 
+def check_trainer(config: TrainerConfig, cores: int) -> None:
+    """One line for settings Lightning would refuse (an unknown strategy or precision, a GPU
+    where there is none, more GPUs than exist) or more CPU processes than ``cores``: said
+    before any data work, by building the Trainer the run would build."""
+    import logging
+
+    import lightning as L
+
+    devices = config.devices
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator: {config.accelerator} asked for, but torch sees no GPU here; "
+            "use auto (a GPU where there is one) or cpu"
+        )
+    if config.accelerator == "cpu" and isinstance(devices, int) and devices > cores:
+        raise ValueError(
+            f"trainer.devices: {devices} CPU processes on {cores} core(s) would only slow "
+            f"training; use at most {cores}"
+        )
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its start-up notes are not the point here
+    try:
+        L.Trainer(
+            **config.trainer_kwargs(),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    except Exception as error:  # noqa: BLE001 (Lightning's own one-line reasons)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"trainer: {first}") from None
+    finally:
+        logger.setLevel(level)
+
+
 def default_precision(accelerator: str) -> str:
     """bf16 mixed precision on a CUDA GPU that has bfloat16, full precision elsewhere (the
     CPU keeps today's numbers)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from benchmarks.cli import main
 from benchmarks.config import load_spec
@@ -318,6 +319,10 @@ def test_bad_log_folder_is_a_one_line_error(tmp_path, capsys):
         (["--set", "model_config.xgbost.max_depth=3"], "model_config.xgbost: unknown model"),
         (["--set", "model_config.mmoe.task_weights=3"], "task_weights must be a mapping"),
         (["--threads", "0"], "threads must be from 1 to"),
+        (["--strategy", "sideways"], "trainer: You selected an invalid strategy name"),
+        (["--precision", "17"], "trainer: Precision '17' is invalid"),
+        (["--accelerator", "cpu", "--devices", "64"], "trainer.devices: 64 CPU processes on"),
+        (["--num-nodes", "0"], "trainer.num_nodes must be at least 1"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
@@ -336,6 +341,15 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_a_gpu_where_there_is_none_is_a_one_line_error(tmp_path, capsys):
+    args = ["bench", "--preset", "tiny", "--models", "mmoe", "--out", str(tmp_path)]
+    assert main([*args, "--accelerator", "gpu", "--wandb", "disabled", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rankbench: error: trainer.accelerator: gpu asked for, but torch")
+    assert not (tmp_path / "simulator-tiny").exists()  # before any data work
 
 
 def test_a_setting_the_data_refuses_fails_that_run_in_one_line(tmp_path, capsys):
