@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from benchmarks.metrics import GroupMetric, evaluate_binary, evaluate_ranking
+from benchmarks.metrics import Convention, GroupMetric, evaluate_binary, evaluate_ranking
 from datamodules.batches import SplitArrays
 
 GRADED_LABELS = ("true_relevance", "relevance")
@@ -18,7 +18,11 @@ BINARY_LABELS = ("click", "add_to_cart", "purchase")
 
 
 def evaluate_scores(
-    arrays: SplitArrays, scores: np.ndarray, ks=(1, 3, 5, 10), gain: str = "exponential"
+    arrays: SplitArrays,
+    scores: np.ndarray,
+    ks=(1, 3, 5, 10),
+    gain: str = "exponential",
+    convention: Convention = Convention(),  # noqa: B008 (frozen)
 ) -> tuple[dict, pl.DataFrame]:
     """Summary metrics ``{label: {metric: {...}}}`` and a per-query table.
 
@@ -40,9 +44,9 @@ def evaluate_scores(
             continue
         values = arrays.labels[label]
         if label in GRADED_LABELS:
-            results = evaluate_ranking(values, scores, arrays.group, ks=ks, gain=gain)
+            results = evaluate_ranking(values, scores, arrays.group, ks, gain, convention)
         else:
-            results = evaluate_binary(values, scores, arrays.group)
+            results = evaluate_binary(values, scores, arrays.group, convention)
         summary[label] = {}
         for name, result in results.items():
             if isinstance(result, GroupMetric):

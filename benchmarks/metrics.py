@@ -34,7 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
+from benchmarks.metric_conventions import Convention
+
+DEFAULT = Convention()
+
 __all__ = [
+    "Convention",
     "GAINS",
     "GroupMetric",
     "auc",
@@ -146,15 +151,16 @@ class _Ranking:
         return self.block_start.size != self.group.size
 
 
-def _order_within_groups(group: np.ndarray, key: np.ndarray) -> np.ndarray:
+def _order_within_groups(group: np.ndarray, key: np.ndarray, stable: bool = False) -> np.ndarray:
     """Row order sorting by ``group`` (codes >= 0) ascending, then ``key`` descending.
 
-    Equal keys of a query end up adjacent, in no particular order. Why not np.lexsort: two plain
-    argsorts on one int64 key (group * n + global rank of key) are several times faster.
+    Equal keys of a query end up adjacent, in no particular order (``stable``: in row order).
+    Why not np.lexsort: two plain argsorts on one int64 key (group * n + global rank of key)
+    are several times faster.
     """
     n = key.size
     rank = np.empty(n, dtype=np.int64)
-    rank[np.argsort(-key)] = np.arange(n, dtype=np.int64)
+    rank[np.argsort(-key, kind="stable" if stable else None)] = np.arange(n, dtype=np.int64)
     # Equal keys get distinct but consecutive global ranks, so they stay adjacent per query.
     rank += group * n
     return np.argsort(rank)
@@ -175,9 +181,14 @@ def _segment_starts(sizes: np.ndarray) -> np.ndarray:
     return np.cumsum(sizes) - sizes
 
 
-def _rank(labels: np.ndarray, scores: np.ndarray, group_ids: np.ndarray) -> _Ranking:
+def _rank(
+    labels: np.ndarray, scores: np.ndarray, group_ids: np.ndarray, ties: str = "average"
+) -> _Ranking:
+    """The ranked rows; ``ties="file_order"`` ranks tied rows in their row order, each a
+    block of its own (no averaging)."""
     codes = _group_codes(group_ids)
-    order = _order_within_groups(codes, scores)
+    file_order = ties == "file_order"
+    order = _order_within_groups(codes, scores, stable=file_order)
     codes, scores = codes[order], scores[order]
     # Query boundaries in the ranked rows give the unique ids, sizes and dense query index.
     new_group = np.empty(codes.size, dtype=bool)
@@ -189,7 +200,7 @@ def _rank(labels: np.ndarray, scores: np.ndarray, group_ids: np.ndarray) -> _Ran
     pos = np.arange(codes.size) - np.repeat(group_start, sizes)
     # A tie block starts where the query or the score changes.
     new_block = new_group  # reused in place: every query start is also a block start
-    new_block[1:] |= scores[1:] != scores[:-1]
+    new_block[1:] |= (scores[1:] != scores[:-1]) | file_order
     block_start = np.flatnonzero(new_block)
     block_size = np.diff(np.append(block_start, codes.size))
     uniq = group_ids[order[group_start]]
@@ -200,9 +211,11 @@ def _rank(labels: np.ndarray, scores: np.ndarray, group_ids: np.ndarray) -> _Ran
 # NDCG
 
 
-def _discounts(max_len: int, k: int | None) -> np.ndarray:
-    """Discount by 0-based rank: 1 / log2(rank + 2), zero from rank k on."""
-    disc = 1.0 / np.log2(np.arange(max_len, dtype=np.float64) + 2.0)
+def _discounts(max_len: int, k: int | None, kind: str = "log2") -> np.ndarray:
+    """Discount by 0-based rank p: 1 / log2(p + 2) (LETOR 4.0: 1 for p < 2, then
+    1 / log2(p + 1)), zero from rank k on."""
+    pos = np.arange(max_len, dtype=np.float64)
+    disc = 1.0 / np.log2(pos + 2.0) if kind == "log2" else 1.0 / np.log2(np.maximum(pos, 1.0) + 1.0)
     if k is not None:
         disc[k:] = 0.0
     return disc
@@ -261,9 +274,11 @@ def _ideal_dcg(runs: _Runs, disc: np.ndarray, gain: str, n_groups: int) -> np.nd
     return np.bincount(runs.group, weights=_gains(runs.label, gain) * covered, minlength=n_groups)
 
 
-def _ndcg_from(r: _Ranking, runs: _Runs, k: int | None, gain: str) -> GroupMetric:
+def _ndcg_from(
+    r: _Ranking, runs: _Runs, k: int | None, gain: str, convention: Convention = DEFAULT
+) -> GroupMetric:
     n_groups = r.group_ids.size
-    disc = _discounts(int(r.sizes.max()), k)
+    disc = _discounts(int(r.sizes.max()), k, convention.discount)
     dcg = np.bincount(
         r.group, weights=_gains(r.labels, gain) * _expected_discounts(r, disc), minlength=n_groups
     )
@@ -271,29 +286,52 @@ def _ndcg_from(r: _Ranking, runs: _Runs, k: int | None, gain: str) -> GroupMetri
     per_query = np.full(n_groups, np.nan)
     # The ideal DCG is > 0 exactly when the query has a positive label (gain > 0, k >= 1).
     np.divide(dcg, idcg, out=per_query, where=idcg > 0)
+    per_query = _fill_empty(per_query, convention)
+    if convention.short_lists == "zero" and k is not None:
+        per_query[r.sizes < k] = 0.0
     name = "ndcg" if k is None else f"ndcg@{k}"
     return GroupMetric(name, r.group_ids, per_query)
 
 
-def ndcg(labels, scores, group_ids, k: int | None = 10, gain: str = "exponential") -> GroupMetric:
-    """NDCG@k per query (``k=None``: whole list); queries without a positive label are NaN."""
+def _fill_empty(per_query: np.ndarray, convention: Convention) -> np.ndarray:
+    """Queries without a positive (NaN): left out, or scored 0 or 1."""
+    if convention.empty_queries != "skip":
+        per_query[np.isnan(per_query)] = 0.0 if convention.empty_queries == "zero" else 1.0
+    return per_query
+
+
+def ndcg(
+    labels,
+    scores,
+    group_ids,
+    k: int | None = 10,
+    gain: str = "exponential",
+    convention: Convention = DEFAULT,
+) -> GroupMetric:
+    """NDCG@k per query (``k=None``: whole list); queries without a positive label are NaN
+    (left out) unless the convention scores them."""
     _check_k(k)
     _gains(np.zeros(1), gain)  # fail on an unknown gain before any work
-    r = _rank(*_check_inputs(labels, scores, group_ids))
-    return _ndcg_from(r, _ideal_runs(r), k, gain)
+    r = _rank(*_check_inputs(labels, scores, group_ids), ties=convention.ties)
+    return _ndcg_from(r, _ideal_runs(r), k, gain, convention)
 
 
 def evaluate_ranking(
-    labels, scores, group_ids, ks=(1, 3, 5, 10), gain: str = "exponential"
+    labels,
+    scores,
+    group_ids,
+    ks=(1, 3, 5, 10),
+    gain: str = "exponential",
+    convention: Convention = DEFAULT,
 ) -> dict[str, GroupMetric]:
     """NDCG at each k in ``ks``, keyed by metric name ("ndcg@10"; "ndcg" for k=None)."""
     for k in ks:
         _check_k(k)
     _gains(np.zeros(1), gain)
     # Sort once, share the ranking and the ideal order across all cut-offs.
-    r = _rank(*_check_inputs(labels, scores, group_ids))
+    r = _rank(*_check_inputs(labels, scores, group_ids), ties=convention.ties)
     runs = _ideal_runs(r)
-    results = (_ndcg_from(r, runs, k, gain) for k in ks)
+    results = (_ndcg_from(r, runs, k, gain, convention) for k in ks)
     return {m.name: m for m in results}
 
 
@@ -301,12 +339,12 @@ def evaluate_ranking(
 # MRR
 
 
-def _mrr_from(r: _Ranking) -> GroupMetric:
+def _mrr_from(r: _Ranking, convention: Convention = DEFAULT) -> GroupMetric:
     positive = r.labels > 0
     per_query = np.full(r.group_ids.size, np.nan)
     pos_rows = np.flatnonzero(positive)
     if pos_rows.size == 0:
-        return GroupMetric("mrr", r.group_ids, per_query)
+        return GroupMetric("mrr", r.group_ids, _fill_empty(per_query, convention))
     # First positive row of each query (rows are sorted by query, then score).
     is_first = np.ones(pos_rows.size, dtype=bool)
     is_first[1:] = r.group[pos_rows[1:]] != r.group[pos_rows[:-1]]
@@ -331,12 +369,14 @@ def _mrr_from(r: _Ranking) -> GroupMetric:
     )
     terms = np.exp(log_p) / (s[query] + j)
     per_query[r.group[first]] = np.bincount(query, weights=terms, minlength=first.size)
-    return GroupMetric("mrr", r.group_ids, per_query)
+    return GroupMetric("mrr", r.group_ids, _fill_empty(per_query, convention))
 
 
-def mrr(labels, scores, group_ids) -> GroupMetric:
-    """Expected reciprocal rank of the first positive (label > 0) per query, ties averaged."""
-    return _mrr_from(_rank(*_check_inputs(labels, scores, group_ids)))
+def mrr(labels, scores, group_ids, convention: Convention = DEFAULT) -> GroupMetric:
+    """Expected reciprocal rank of the first positive (label > 0) per query, ties averaged
+    (or in row order, as the convention says)."""
+    r = _rank(*_check_inputs(labels, scores, group_ids), ties=convention.ties)
+    return _mrr_from(r, convention)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,8 +415,18 @@ def auc(labels, scores) -> float:
     return float(_group_auc_from(_rank(labels, scores, one_group)).per_query[0])
 
 
-def evaluate_binary(labels, scores, group_ids) -> dict[str, GroupMetric | float]:
-    """MRR and group AUC per query (sharing one ranking) plus the overall AUC."""
+def evaluate_binary(
+    labels, scores, group_ids, convention: Convention = DEFAULT
+) -> dict[str, GroupMetric | float]:
+    """MRR (in the convention) and group AUC per query plus the overall AUC; the AUCs count
+    ties 1/2 and leave out queries lacking a class, whatever the convention."""
     labels, scores, group_ids = _check_inputs(labels, scores, group_ids)
     r = _rank(labels, scores, group_ids)
-    return {"mrr": _mrr_from(r), "group_auc": _group_auc_from(r), "auc": auc(labels, scores)}
+    mrr_ranking = (
+        r if convention.ties == "average" else _rank(labels, scores, group_ids, "file_order")
+    )
+    return {
+        "mrr": _mrr_from(mrr_ranking, convention),
+        "group_auc": _group_auc_from(r),
+        "auc": auc(labels, scores),
+    }

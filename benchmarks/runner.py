@@ -233,6 +233,7 @@ def _run_one(
             scores,
             ks=spec.metrics.ks,
             gain=spec.metrics.gain,
+            convention=spec.metrics.scoring(),
         )
     except Exception as error:  # noqa: BLE001 (any model error: recorded, the rest go on)
         raise RunFailed(stage, error) from error

@@ -13,10 +13,11 @@ changed copy (:meth:`RunSpec.changed`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmarks.metric_conventions import CONVENTIONS, Convention
 from datamodules.search_log import DataConfig
 from datamodules.settings import as_mapping, typed_settings
 from datamodules.simulator.config import DEFAULT_PRESET
@@ -32,6 +33,16 @@ class MetricsSpec:
     ks: tuple[int, ...] = (1, 3, 5, 10)
     gain: Literal["exponential", "linear"] = "exponential"  # 2^rel - 1, or rel
     alpha: float = 0.05  # significance level of the paired test over queries
+    # How queries without a positive, ties, the discount and short lists are scored
+    # (benchmarks/metric_conventions.py): rankbench's, or the LETOR 4.0 script's.
+    convention: Literal["rankbench", "letor4"] = "rankbench"
+    empty_queries: Literal["skip", "zero", "one"] | None = None  # None: the convention's
+    ties: Literal["average", "file_order"] | None = None  # None: the convention's
+
+    def scoring(self) -> Convention:
+        """The convention with the explicit choices applied."""
+        chosen = {"empty_queries": self.empty_queries, "ties": self.ties}
+        return replace(CONVENTIONS[self.convention], **{k: v for k, v in chosen.items() if v})
 
     def __post_init__(self):
         if not self.ks or any(k < 1 for k in self.ks):

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.evaluation import evaluate_scores, reference_scores
+from benchmarks.metric_conventions import CONVENTIONS
 from benchmarks.plots import plot_summary
 from benchmarks.records import RunStore, lock_hash
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
@@ -73,7 +74,8 @@ def write_summary(
                 f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
                 f"*: differs from the best model by a paired Wilcoxon signed-rank test over "
                 f"queries "
-                f"(p < {alpha}). `ref:` rows are model-free references. {left_out}",
+                f"(p < {alpha}). `ref:` rows are model-free references. {left_out}"
+                + _convention_line(spec),
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
                 *([stale_table(stale)] if stale else []),
@@ -205,6 +207,20 @@ def stale_table(stale: list[tuple[str, dict | None, list[str]]]) -> str:
     return "\n".join(lines)
 
 
+def _convention_line(spec: RunSpec) -> str:
+    """What the metrics do differently from the suite's default convention, if anything."""
+    chosen = spec.metrics.scoring()
+    default = CONVENTIONS["rankbench"]
+    changed = [
+        f"{k} {getattr(chosen, k)}"
+        for k in vars(default)
+        if getattr(chosen, k) != getattr(default, k)
+    ]
+    if not changed:
+        return ""
+    return f" Metric convention {spec.metrics.convention}: {', '.join(changed)}."
+
+
 def _notes_line(datamodule) -> str:
     """What the adapter dropped, what the dataset lacks and what was skipped for it."""
     if not datamodule.notes:
@@ -246,7 +262,7 @@ def _reference_results(datamodule, spec: RunSpec) -> list[ModelResult]:
     results = []
     for name, scores in references.items():
         metrics, per_query = evaluate_scores(
-            test, scores, ks=spec.metrics.ks, gain=spec.metrics.gain
+            test, scores, spec.metrics.ks, spec.metrics.gain, spec.metrics.scoring()
         )
         values = {
             f"{label}/{m}": [r["mean"]] for label, ms in metrics.items() for m, r in ms.items()

@@ -146,3 +146,17 @@ def test_rankbench_label_refuses_a_judged_dataset(tmp_path, capsys):
     folder = write_letor(tmp_path / "letor", n_queries=(4, 2, 2))
     assert main(["label", "--dataset", "letor", "--data", str(folder), "--quiet"]) == 2
     assert "already has graded labels" in capsys.readouterr().err
+
+
+def test_a_letor_folder_scored_in_the_letor4_convention(tmp_path, capsys):
+    # 8 documents a query: the LETOR 4.0 script scores NDCG@10 as 0 for every one of them.
+    folder = write_letor(tmp_path / "letor", n_queries=(30, 8, 8))
+    args = ["bench", "--dataset", "letor", "--data", str(folder), "--models", "xgboost"]
+    args += ["--seeds", "0", "--out", str(tmp_path / "out"), "--wandb", "disabled", "--quiet"]
+    assert main([*args, "--set", "metrics.convention=letor4"]) == 0
+    results = next((tmp_path / "out").iterdir())
+    queries = pl.read_parquet(results / "runs" / "xgboost-seed0.queries.parquet")
+    assert (queries["relevance/ndcg@10"] == 0).all()
+    assert (queries["relevance/ndcg@5"] > 0).any()
+    summary = (results / "summary.md").read_text()
+    assert "Metric convention letor4: empty_queries zero, ties file_order" in summary
