@@ -13,7 +13,7 @@ import polars as pl
 from benchmarks.ablation_plan import REFERENCE, Variant, ablation_name
 from benchmarks.plots import plot_ablation
 from benchmarks.records import RunStore
-from benchmarks.report import Column, ModelResult, format_cell, summarise, table_columns
+from benchmarks.report import Column, ModelResult, format_cell, holm, summarise, table_columns
 from benchmarks.spec import RunSpec
 from benchmarks.summary import left_out_note, model_result
 from datamodules.atomic import atomic_write_text
@@ -80,12 +80,16 @@ def ablation_table(
         pl.Series("description", [descriptions[n] for n in table["variant"]]),
         pl.Series(SAME_LABELS, [same_labels[n] for n in table["variant"]]),
     )
+    relevance = [c for c in columns if _scored_on_relevance(c)]
     table = table.with_columns(
         [
-            pl.when(pl.col(SAME_LABELS)).then(pl.col(f"{c.key}:p")).alias(f"{c.key}:p")
-            for c in columns
-            if _scored_on_relevance(c)
+            pl.when(pl.col(SAME_LABELS)).then(pl.col(f"{c.key}:p_raw")).alias(f"{c.key}:p_raw")
+            for c in relevance
         ]
+    )
+    # Holm again over the variants still compared in those columns.
+    table = table.with_columns(
+        [holm(table[f"{c.key}:p_raw"]).alias(f"{c.key}:p") for c in relevance]
     )
     reference_mean = table.filter(pl.col("variant") == REFERENCE)[f"{headline.key}:mean"].item()
     difference = pl.col(f"{headline.key}:mean") - reference_mean
@@ -149,8 +153,9 @@ def _footnote(
         f"requests), the same split for every variant. Reference variant: `{REFERENCE}`. "
         f"Δ: the variant's mean {headline.title} minus `{REFERENCE}`'s. "
         f"*: differs from `{REFERENCE}` by a paired two-sided Wilcoxon signed-rank test over "
-        f"test queries on per-query values averaged over seeds (p < {alpha}, no correction "
-        f"for multiple comparisons); bold: best variant per column."
+        f"test queries on per-query values averaged over seeds, Holm-Bonferroni-corrected "
+        f"over the variants tested in each column (p < {alpha}); bold: best variant per "
+        f"column."
     )
     if any_other_labels:
         text += (

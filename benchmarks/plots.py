@@ -1,4 +1,5 @@
-"""Plots a person would rather look at than read: NDCG@k per model with error bars."""
+"""Plots a person would rather look at than read: each metric per model with its interval,
+the ablation's headline per variant."""
 
 from __future__ import annotations
 
@@ -15,30 +16,51 @@ from datamodules.atomic import atomic_path  # noqa: E402
 
 
 def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
-    """Grouped bars of the NDCG columns (mean ± std over seeds), one group per model."""
-    ndcg = [c for c in columns if "/ndcg@" in c.key]
-    if not ndcg:
+    """One panel per metric: each model's mean with its 95% bootstrap interval over queries,
+    on an axis fitted to the models (a bar from 0 would hide the gaps the tests call
+    significant), and the reference rows as horizontal lines."""
+    if not columns or table.is_empty():
         return
-    models = table["model"].to_list()
-    width = 0.8 / len(ndcg)
-    x = np.arange(len(models))
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(models) + 3.5), 4.5))
-    for i, column in enumerate(ndcg):
-        means = table[f"{column.key}:mean"].to_numpy()
-        stds = table[f"{column.key}:std"].fill_null(0).to_numpy()
-        ax.bar(
-            x + (i - (len(ndcg) - 1) / 2) * width,
-            means,
-            width,
-            yerr=stds,
-            capsize=2,
-            label=column.title,
-        )
-    ax.set_xticks(x, models, rotation=20, ha="right")
-    ax.set_ylabel("NDCG on the test split")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    models = table.filter(~pl.col("reference"))
+    references = table.filter(pl.col("reference"))
+    n_cols = min(4, len(columns))
+    n_rows = -(-len(columns) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(3.4 * n_cols + 1.5, 0.45 * models.height * n_rows + 1.8 * n_rows),
+        squeeze=False,
+    )
+    y = np.arange(models.height)
+    for ax, column in zip(axes.ravel(), columns, strict=False):
+        means = models[f"{column.key}:mean"].fill_null(np.nan).to_numpy()
+        low = models[f"{column.key}:ci_low"].fill_null(np.nan).to_numpy()
+        high = models[f"{column.key}:ci_high"].fill_null(np.nan).to_numpy()
+        errors = np.vstack([means - low, high - means])
+        ax.errorbar(means, y, xerr=np.nan_to_num(errors), fmt="o", capsize=3, color="tab:blue")
+        shown = [m for m in np.concatenate([low, high, means]) if np.isfinite(m)]
+        if shown:
+            span = max(shown) - min(shown) or 0.01
+            ax.set_xlim(min(shown) - 0.15 * span, max(shown) + 0.15 * span)
+        left, right = ax.get_xlim()
+        for i, row in enumerate(references.iter_rows(named=True)):
+            value = row[f"{column.key}:mean"]
+            if value is None or not np.isfinite(value):
+                continue
+            # A reference off the fitted axis keeps its value in the legend, not in view.
+            where = "" if left <= value <= right else (" (left)" if value < left else " (right)")
+            label = f"{row['model'].removeprefix('ref: ')} {value:.3f}{where}"
+            ax.axvline(value, linestyle="--", color=f"C{i + 1}", label=label)
+            ax.set_xlim(left, right)
+        if references.height:
+            ax.legend(fontsize="x-small", loc="best")
+        ax.set_yticks(y, models["model"].to_list())
+        ax.invert_yaxis()
+        ax.set_title(column.title, fontsize="medium")
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes.ravel()[len(columns) :]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: mean and 95% bootstrap interval over test queries")
     save_figure(fig, path)
 
 

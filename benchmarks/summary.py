@@ -72,10 +72,12 @@ def write_summary(
                 markdown,
                 f"Mean ± std over {over} on the test split "
                 f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
-                f"*: differs from the best model by a paired Wilcoxon signed-rank test over "
-                f"queries "
-                f"(p < {alpha}). `ref:` rows are model-free references. {left_out}"
-                + _convention_line(spec),
+                f"*: differs from the best model by a two-sided paired Wilcoxon signed-rank "
+                f"test over test queries on per-query values averaged over seeds, "
+                f"Holm-Bonferroni-corrected over the rows tested in each column (p < {alpha}); "
+                f"95% bootstrap intervals of each mean over queries are in summary.csv "
+                f"(`:ci_low`, `:ci_high`) and ndcg.png. `ref:` rows are model-free "
+                f"references. {left_out}" + _convention_line(spec),
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
                 *([stale_table(stale)] if stale else []),
