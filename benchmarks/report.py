@@ -60,9 +60,12 @@ def summarise(
     columns: list[Column],
     alpha: float = 0.05,
     against: str | None = None,
+    units: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per model: mean, std and p-value for every column, against the best model, or
-    against the row named ``against`` where given."""
+    """One row per model: mean, std, interval and p-value for every column, against the best
+    model, or against the row named ``against`` where given. ``units`` (``request_id``,
+    ``unit``) makes the test and the interval resample units (query texts) instead of
+    requests: each unit's value is the mean over its requests."""
     names = [r.name for r in results]
     if against is not None and against not in names:
         raise ValueError(f"no row named {against!r} to compare with; rows: {', '.join(names)}")
@@ -79,7 +82,7 @@ def summarise(
             row[f"{column.key}:mean"] = float(np.mean(values))
             row[f"{column.key}:std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
             row[f"{column.key}:ci_low"], row[f"{column.key}:ci_high"] = query_interval(
-                result.per_query, column.key
+                by_unit(result.per_query, column.key, units), column.key
             )
         row["fit_seconds:mean"] = float(np.mean(result.fit_seconds)) if result.fit_seconds else None
         row["peak_mb:max"] = float(np.max(result.peak_mb)) if result.peak_mb else None
@@ -87,7 +90,7 @@ def summarise(
     table = pl.DataFrame(rows)
     for column in columns:
         baseline = _named(results, against) if against else _best_model(results, column)
-        raw = _p_values(results, column, baseline)
+        raw = _p_values(results, column, baseline, units)
         table = table.with_columns(
             raw.alias(f"{column.key}:p_raw"), holm(raw).alias(f"{column.key}:p")
         )
@@ -139,7 +142,10 @@ def _best_model(results: list[ModelResult], column: Column) -> ModelResult | Non
 
 
 def _p_values(
-    results: list[ModelResult], column: Column, baseline: ModelResult | None
+    results: list[ModelResult],
+    column: Column,
+    baseline: ModelResult | None,
+    units: pl.DataFrame | None = None,
 ) -> pl.Series:
     """Each row's p-value against ``baseline`` (None for the baseline itself)."""
     p_values = []
@@ -153,8 +159,25 @@ def _p_values(
         ):
             p_values.append(None)
             continue
-        p_values.append(paired_test(baseline.per_query, result.per_query, column.key))
+        a, b = (by_unit(r.per_query, column.key, units) for r in (baseline, result))
+        p_values.append(paired_test(a, b, column.key))
     return pl.Series(p_values, dtype=pl.Float64)
+
+
+def by_unit(per_query: pl.DataFrame, key: str, units: pl.DataFrame | None) -> pl.DataFrame:
+    """``per_query``'s ``key`` as the mean over each unit's requests (the unit named
+    ``request_id``, so tests and intervals read it as before); unchanged without units."""
+    if units is None or key not in per_query.columns:
+        return per_query
+    return (
+        per_query.select("request_id", key)
+        .filter(pl.col(key).is_not_nan() & pl.col(key).is_not_null())
+        .join(units, on="request_id")
+        .group_by("unit")
+        .agg(pl.col(key).mean())
+        .sort("unit")
+        .rename({"unit": "request_id"})
+    )
 
 
 def paired_test(a: pl.DataFrame, b: pl.DataFrame, key: str) -> float | None:

@@ -38,6 +38,10 @@ class MetricsSpec:
     convention: Literal["rankbench", "letor4"] = "rankbench"
     empty_queries: Literal["skip", "zero", "one"] | None = None  # None: the convention's
     ties: Literal["average", "file_order"] | None = None  # None: the convention's
+    # What the paired test and the bootstrap resample: requests, or query texts (a query's
+    # requests are not independent where it repeats); auto: query texts where the test
+    # split has at most half as many distinct queries as requests (e.g. RetroTech).
+    resample: Literal["auto", "request", "query"] = "auto"
 
     def scoring(self) -> Convention:
         """The convention with the explicit choices applied."""

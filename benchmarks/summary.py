@@ -56,7 +56,8 @@ def write_summary(
     labels = list(datamodule.arrays("test").labels)
     columns = table_columns(labels, spec.metrics.ks)
     alpha = spec.metrics.alpha
-    table = summarise(results, columns, alpha)
+    units = resampling_units(datamodule, spec.metrics.resample)
+    table = summarise(results, columns, alpha, units=units)
     markdown = to_markdown(table, columns, alpha)
     first = valid[models[0]][0] if models else None
     left_out = left_out_from(first) if first else ""
@@ -73,9 +74,9 @@ def write_summary(
                 f"Mean ± std over {over} on the test split "
                 f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
                 f"*: differs from the best model by a two-sided paired Wilcoxon signed-rank "
-                f"test over test queries on per-query values averaged over seeds, "
+                f"test over {_unit_words(units)} on per-query values averaged over seeds, "
                 f"Holm-Bonferroni-corrected over the rows tested in each column (p < {alpha}); "
-                f"95% bootstrap intervals of each mean over queries are in summary.csv "
+                f"95% bootstrap intervals of each mean over them are in summary.csv "
                 f"(`:ci_low`, `:ci_high`) and ndcg.png. `ref:` rows are model-free "
                 f"references. {left_out}" + _convention_line(spec),
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
@@ -207,6 +208,32 @@ def stale_table(stale: list[tuple[str, dict | None, list[str]]]) -> str:
         made = (record or {}).get("git", {}).get("commit") or ""
         lines.append(f"| {run_id} | {', '.join(reasons)} | {made[:10]} |")
     return "\n".join(lines)
+
+
+def resampling_units(datamodule, resample: str) -> pl.DataFrame | None:
+    """``request_id -> unit`` (the request's query text) when tests and intervals resample
+    query texts: asked for, or ``auto`` with at most half as many distinct test queries as
+    requests; None to resample requests."""
+    if resample == "request":
+        return None
+    test = datamodule.arrays("test")
+    fields = datamodule.spec.text_fields
+    if "query" not in fields:
+        return None
+    first = test.offsets[:-1]
+    queries = test.text_ids[first, fields.index("query")]
+    if resample == "auto" and 2 * len(np.unique(queries)) > len(queries):
+        return None
+    return pl.DataFrame({"request_id": test.request_id[first], "unit": queries})
+
+
+def _unit_words(units: pl.DataFrame | None) -> str:
+    if units is None:
+        return "test queries"
+    return (
+        f"the {units['unit'].n_unique():,} distinct test query texts (each the mean over its "
+        f"requests, as queries repeat across the {units.height:,} test requests)"
+    )
 
 
 def _convention_line(spec: RunSpec) -> str:

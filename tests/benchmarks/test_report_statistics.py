@@ -7,7 +7,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from benchmarks.report import Column, ModelResult, holm, query_interval, summarise, to_markdown
+from benchmarks.report import (
+    Column,
+    ModelResult,
+    by_unit,
+    holm,
+    paired_test,
+    query_interval,
+    summarise,
+    to_markdown,
+)
 
 
 def test_holm_by_hand():
@@ -53,3 +62,25 @@ def test_the_bootstrap_interval_holds_the_mean_is_seeded_and_narrows_with_querie
     assert many_high - many_low < (high - low) / 5
     assert query_interval(few.with_columns(m=pl.lit(0.5)), "m") == (0.5, 0.5)
     assert query_interval(few, "other") == (None, None)
+
+
+def test_repeated_queries_are_resampled_as_one_unit_each():
+    # Six requests of two query texts: the test and the interval see two units, each the
+    # mean over its requests, not six independent queries.
+    ids = [str(i) for i in range(6)]
+    units = pl.DataFrame({"request_id": ids, "unit": [0, 0, 0, 1, 1, 1]})
+    a = pl.DataFrame({"request_id": ids, "m": [0.9, 0.8, 0.7, 0.4, 0.5, 0.6]})
+    merged = by_unit(a, "m", units)
+    assert merged["request_id"].to_list() == [0, 1]
+    assert merged["m"].to_list() == pytest.approx([0.8, 0.5])
+    rows = [
+        ModelResult("a", False, {"m": [0.65]}, a, [1.0], [1.0]),
+        ModelResult("b", False, {"m": [0.55]}, a.with_columns(pl.col("m") - 0.1), [1.0], [1.0]),
+    ]
+    per_unit = summarise(rows, [Column("m", "M")], units=units)
+    per_request = summarise(rows, [Column("m", "M")])
+    assert (per_unit["m:ci_low"][0], per_unit["m:ci_high"][0]) == pytest.approx((0.5, 0.8))
+    assert per_request["m:ci_low"][0] > 0.5  # six requests look like more evidence
+    assert per_unit["m:p_raw"][1] == paired_test(
+        by_unit(a, "m", units), by_unit(rows[1].per_query, "m", units), "m"
+    )

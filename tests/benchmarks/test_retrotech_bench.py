@@ -95,6 +95,8 @@ def test_retrotech_settings_run_every_model_that_fits_a_click_log(retrotech_benc
     assert "NDCG@10 rel" in header and "MRR click" in header
     assert "true" not in header and "cart" not in header and "buy" not in header
     assert "no add_to_cart" in summary and "no purchase" in summary
+    # Sessions repeat a few queries: the test and the intervals resample query texts.
+    assert "distinct test query texts (each the mean over its requests" in summary
 
 
 def test_retrotech_settings_train_on_a_sample_and_test_on_whole_sessions(retrotech_bench):
