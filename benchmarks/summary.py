@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.evaluation import evaluate_scores, reference_scores
+from benchmarks.label_leak import label_leak, leak_line
 from benchmarks.metric_conventions import CONVENTIONS
 from benchmarks.plots import plot_summary
 from benchmarks.records import RunStore, lock_hash
@@ -61,6 +62,9 @@ def write_summary(
     markdown = to_markdown(table, columns, alpha)
     first = valid[models[0]][0] if models else None
     left_out = left_out_from(first) if first else ""
+    leak = leak_line(
+        label_leak(datamodule, spec.metrics.ks, spec.metrics.gain, spec.metrics.scoring())
+    )
     all_seeds = sorted({s for model_seeds in seeds.values() for s in model_seeds})
     by_threads = any(not get_ranker(m).thread_independent for m in models)
     over = f"seeds {', '.join(map(str, all_seeds))}" if uniform else "the seeds each row names"
@@ -79,6 +83,7 @@ def write_summary(
                 f"95% bootstrap intervals of each mean over them are in summary.csv "
                 f"(`:ci_low`, `:ci_high`) and ndcg.png. `ref:` rows are model-free "
                 f"references. {left_out}" + _convention_line(spec),
+                *([leak] if leak else []),
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
                 *([stale_table(stale)] if stale else []),

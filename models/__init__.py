@@ -7,6 +7,7 @@ from models import (  # noqa: F401  (importing a model module registers its rank
     mtl_tinybert,
     tabnet_ranker,
     xgboost_ranker,
+    xgboost_unbiased,
 )
 from models.base import REGISTRY, Ranker, create_ranker, get_ranker, register
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xgboost as xgb
@@ -37,11 +38,13 @@ class XGBoostRanker(Ranker):
         target = self.settings.target
         if target not in spec.tasks:
             raise ValueError(
-                f"xgboost: target {target!r} is not a training task; tasks: {', '.join(spec.tasks)}"
+                f"{self.name}: target {target!r} is not a training task; "
+                f"tasks: {', '.join(spec.tasks)}"
             )
         n_jobs = self.settings.n_jobs or current_threads()
         # The other settings are XGBRanker's own parameters, by name.
         params = {k: v for k, v in self.config.items() if k not in ("target", "n_jobs")}
+        params.update(self.objective_options)
         self.model = xgb.XGBRanker(
             objective="rank:ndcg",
             # Groups without a positive count 0 ("-"), not 1 as in plain ndcg@10: either is a
@@ -56,10 +59,11 @@ class XGBoostRanker(Ranker):
             callbacks=[_Progress(self)] if self.wandb_run is not None else None,
             **params,
         )
+        rows = self.training_order(train)
         self.model.fit(
-            train.tabular(),
-            _integer_labels(train.labels[target]),
-            qid=train.group,
+            train.tabular()[rows],
+            _integer_labels(train.labels[target][rows]),
+            qid=train.group[rows],
             eval_set=[(val.tabular(), _integer_labels(val.labels[target]))],
             eval_qid=[val.group],
             verbose=False,
@@ -74,6 +78,14 @@ class XGBoostRanker(Ranker):
             "best_val_ndcg@10": best_val,
             "best_val_xgboost_ndcg@10-": float(self.model.best_score),
         }
+
+    # XGBRanker options a variant adds (position debiasing); the base ranker adds none.
+    objective_options: ClassVar[dict] = {}
+
+    def training_order(self, train) -> np.ndarray:
+        """The order of the training rows XGBoost sees (the split's own here; a variant that
+        reads the order as the shown order sorts each request by position)."""
+        return np.arange(train.n_rows)
 
     def predict(self, datamodule, split: str) -> np.ndarray:
         arrays = datamodule.arrays(split)
