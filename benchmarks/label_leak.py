@@ -12,18 +12,16 @@ models, the column says more about the formula than about the models.
 from __future__ import annotations
 
 import numpy as np
+import xgboost as xgb
 
 from benchmarks.evaluation import BINARY_LABELS, GRADED_LABELS, evaluate_scores
+from datamodules.threads import current_threads
 
 PROBE = {"n_estimators": 50, "max_depth": 3, "learning_rate": 0.3, "random_state": 0}
 
 
 def probe_scores(datamodule, label: str) -> np.ndarray | None:
     """The probe's test scores for ``label`` (None where the training split lacks it)."""
-    import xgboost as xgb
-
-    from datamodules.threads import current_threads
-
     train, test = datamodule.arrays("train"), datamodule.arrays("test")
     if label not in train.labels:
         return None

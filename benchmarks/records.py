@@ -11,7 +11,6 @@ import ast
 import hashlib
 import inspect
 import json
-import platform
 import re
 import shutil
 import subprocess
@@ -207,6 +206,8 @@ def lock_differences() -> tuple[str, ...]:
 def environment(threads: int) -> dict:
     """What a record needs to say about where it ran: the lock, how the installed packages
     differ from it, the thread count, the Python version and the kind of processor."""
+    from models.devices import processor_kind  # torch: only where a run is recorded
+
     return {
         "lock": lock_hash(),
         "lock_differences": list(lock_differences()),
@@ -214,15 +215,6 @@ def environment(threads: int) -> dict:
         "python": ".".join(map(str, sys.version_info[:3])),
         "processor": processor_kind(),
     }
-
-
-def processor_kind() -> str:
-    """The architecture and the widest vector instructions torch computes with (e.g.
-    ``x86_64 AVX512``): a torch model trained again on another kind gives other last bits,
-    while a record's data and XGBoost's trees are the same on every x86-64 kind."""
-    import torch
-
-    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
 
 
 class PeakMemory:

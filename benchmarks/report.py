@@ -149,6 +149,7 @@ def _p_values(
 ) -> pl.Series:
     """Each row's p-value against ``baseline`` (None for the baseline itself)."""
     p_values = []
+    base = by_unit(baseline.per_query, column.key, units) if baseline is not None else None
     for result in results:
         if (
             baseline is None
@@ -159,8 +160,7 @@ def _p_values(
         ):
             p_values.append(None)
             continue
-        a, b = (by_unit(r.per_query, column.key, units) for r in (baseline, result))
-        p_values.append(paired_test(a, b, column.key))
+        p_values.append(paired_test(base, by_unit(result.per_query, column.key, units), column.key))
     return pl.Series(p_values, dtype=pl.Float64)
 
 

@@ -218,8 +218,7 @@ def _run_one(
             ranker.progress = progress  # per-epoch bars of neural rankers follow --quiet
         if hasattr(ranker, "scratch_dir"):
             ranker.scratch_dir = str(store.scratch)
-        if ranker.uses_trainer:
-            ranker.trainer_config = spec.trainer
+        ranker.trainer_config = spec.trainer  # read by the rankers that train on devices
         ranker.wandb_run = live  # rankers that log while they train use it
         stage = "fit"
         with PeakMemory() as memory, Stopwatch() as fit_time:

@@ -21,9 +21,10 @@ from benchmarks.metric_conventions import CONVENTIONS, Convention
 from datamodules.search_log import DataConfig
 from datamodules.settings import as_mapping, typed_settings
 from datamodules.simulator.config import DEFAULT_PRESET
+from datamodules.sources import DATASETS
 from models.devices import TrainerConfig
 
-Dataset = Literal["simulator", "logdir", "files", "retrotech", "letor", "esci", "wands"]
+Dataset = Literal[DATASETS]  # the sources' names, checked as a choice
 # The packaged models, in the packaged order: the order of a summary table's rows.
 DEFAULT_MODELS = ("xgboost", "tabnet", "ft_transformer", "dcn_v2", "mmoe", "mtl_tinybert")
 
@@ -122,8 +123,8 @@ def build_spec(settings: dict) -> RunSpec:
             )
             raise ValueError(f"{where}; registered: {', '.join(sorted(REGISTRY))}")
     # Each model's settings as typed values (``1e-4`` a number), the keys given kept.
-    typed = {
-        model: {key: as_mapping(spec.ranker_settings(model))[key] for key in given}
-        for model, given in spec.model_config.items()
-    }
+    typed = {}
+    for model, given in spec.model_config.items():
+        resolved = as_mapping(spec.ranker_settings(model))
+        typed[model] = {key: resolved[key] for key in given}
     return spec.changed(model_config=typed)

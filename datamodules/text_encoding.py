@@ -164,8 +164,8 @@ class TextEncoder:
 
     ``stats`` counts, over this instance's life: ``texts_requested`` (inputs, duplicates
     included), ``unique_texts`` (distinct texts per call, summed), ``cache_hits`` (of those,
-    served from the cache), ``texts_encoded`` (run through the model), ``forward_calls``
-    (model forward passes, one per text), ``shards_written`` and ``shards_read``.
+    served from the cache), ``texts_encoded`` (run through the model, one forward pass
+    each), ``shards_written`` and ``shards_read``.
     """
 
     def __init__(self, config: EncoderConfig = EncoderConfig()):  # noqa: B008 (frozen)
@@ -188,7 +188,6 @@ class TextEncoder:
                 "unique_texts",
                 "cache_hits",
                 "texts_encoded",
-                "forward_calls",
                 "shards_written",
                 "shards_read",
             ),
@@ -321,7 +320,6 @@ class TextEncoder:
                 vectors = self.vectors(chunk, progress)
             self._cache.add(keys[start : start + len(chunk)], vectors)
             self.stats["texts_encoded"] += len(chunk)
-            self.stats["forward_calls"] += len(chunk)
 
     def vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """float32 ``[len(texts), dim]`` computed in this process, without the cache."""

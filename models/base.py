@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datamodules.settings import as_mapping, typed_settings
+from models.devices import TrainerConfig
 
 REGISTRY: dict[str, type[Ranker]] = {}
 
@@ -43,9 +44,10 @@ class Ranker(ABC):
     # tests/models/test_thread_independence.py); otherwise records are reused only at the
     # thread count that made them.
     thread_independent: ClassVar[bool] = False
-    # True for rankers trained by a Lightning Trainer: the run's `trainer` settings (device,
-    # strategy, precision) reach them and are part of their records' identity.
+    # True for rankers that train on the run's devices: the driver hands them the run's
+    # `trainer` settings (device, strategy, precision), part of their records' identity.
     uses_trainer: ClassVar[bool] = False
+    trainer_config: TrainerConfig = TrainerConfig()
 
     def __init__(self, settings: Mapping[str, Any] | Any = None, seed: int = 0):
         where = f"model_config.{self.name or type(self).__name__}"

@@ -13,6 +13,7 @@ every process into row order, and only the first process writes records, tables 
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,27 +85,35 @@ def check_trainer(config: TrainerConfig, cores: int) -> None:
         logger.setLevel(level)
 
 
+def _takes_gpu(accelerator: str) -> bool:
+    """Whether ``accelerator`` asks for, or (auto) finds, a CUDA GPU here."""
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def default_precision(accelerator: str) -> str:
     """bf16 mixed precision on a CUDA GPU that has bfloat16, full precision elsewhere (the
     CPU keeps today's numbers)."""
-    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    bf16 = _takes_gpu(accelerator) and torch.cuda.is_bf16_supported()
+    return "bf16-mixed" if bf16 else "32-true"
 
 
 def single_device(config: TrainerConfig) -> str:
     """The one torch device of a model trained outside Lightning (TabNet): ``cuda`` where the
     accelerator asks for or finds a GPU, else ``cpu``; several devices are Lightning's only."""
-    gpu = config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "cuda" if gpu else "cpu"
+    return "cuda" if _takes_gpu(config.accelerator) else "cpu"
+
+
+def processor_kind() -> str:
+    """The architecture and the widest vector instructions torch computes with (e.g.
+    ``x86_64 AVX512``): a torch model trained again on another kind gives other last bits,
+    while the data and XGBoost's trees are the same on every x86-64 kind."""
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def device_record(trainer) -> dict[str, Any]:
     """What a record and W&B say about where a model trained."""
     root = trainer.strategy.root_device
-    if root.type == "cuda":
-        name = torch.cuda.get_device_name(root)
-    else:
-        name = f"{os.uname().machine} {torch.backends.cpu.get_cpu_capability()}"
+    name = torch.cuda.get_device_name(root) if root.type == "cuda" else processor_kind()
     return {
         "accelerator": root.type,
         "device_name": name,
@@ -127,18 +136,10 @@ def is_first_process() -> bool:
     return node in ("", "0") and os.environ.get("LOCAL_RANK", "0") in ("", "0")
 
 
-def world() -> tuple[int, int]:
-    """(this process's rank, the number of processes) of the running process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def gather_everywhere(items: list) -> list:
     """Every process's ``items``, concatenated in rank order, on every process."""
-    rank, size = world()
-    if size == 1:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return items
-    parts: list = [None] * size
+    parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, items)
     return [item for part in parts for item in part]

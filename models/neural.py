@@ -42,7 +42,7 @@ from torch import nn
 from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import Ranker
-from models.devices import TrainerConfig, device_record, gather_everywhere
+from models.devices import device_record, gather_everywhere
 from models.validation_ndcg import batch_ndcg
 
 GRADED_TASKS = ("relevance",)
@@ -231,8 +231,6 @@ class NeuralRanker(Ranker):
     Settings = TrainingSettings
     uses_trainer = True
     progress: bool = True  # the driver turns progress bars off with --quiet
-    # Accelerator, devices, strategy, precision and nodes (the driver: the run's `trainer`).
-    trainer_config: TrainerConfig = TrainerConfig()
     # Where checkpoints are written while training (the driver: the results folder's
     # scratch/, emptied by the next run after a crash); None: the system's temporary folder.
     scratch_dir: str | None = None

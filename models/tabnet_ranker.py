@@ -19,7 +19,7 @@ from pytorch_tabnet.metrics import Metric
 from pytorch_tabnet.tab_model import TabNetRegressor
 
 from models.base import Ranker, register
-from models.devices import TrainerConfig, single_device
+from models.devices import single_device
 from models.validation_ndcg import grouped_ndcg
 
 # pytorch-tabnet finds metrics by name among all ``Metric`` subclasses and takes the first
@@ -32,7 +32,6 @@ _metric_ids = itertools.count()
 class TabNetRanker(Ranker):
     # Trains on the run's GPU where its `trainer` settings take one (one device), else the CPU.
     uses_trainer = True
-    trainer_config: TrainerConfig = TrainerConfig()
 
     # Architecture and optimiser: the TabNet paper's (Arik & Pfister, 2021) smallest setting,
     # which is also pytorch-tabnet's default: n_d = n_a = 8, 3 steps, gamma 1.3, sparsity

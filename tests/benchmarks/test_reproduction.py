@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.records import processor_kind
 from datamodules.threads import available_cores
+from models.devices import processor_kind
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "simulator-ci"
 # MMoE trained again on another kind of processor (AVX2 against AVX-512, emulated with

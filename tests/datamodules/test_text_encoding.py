@@ -77,7 +77,7 @@ def encoder_config(tiny_bert, tmp_path):
 
 
 @pytest.fixture
-def forward_calls(monkeypatch):
+def encoder_runs(monkeypatch):
     """How many texts each run of the encoder's process was handed, during the test."""
     from datamodules import portable_encoding
 
@@ -161,10 +161,10 @@ def test_a_vector_is_the_same_bits_whatever_else_is_encoded_and_at_any_thread_co
     np.testing.assert_array_equal(together[0], together[3])
 
 
-def test_duplicates_are_encoded_once(encoder_config, forward_calls):
+def test_duplicates_are_encoded_once(encoder_config, encoder_runs):
     encoder = TextEncoder(encoder_config)
     vectors = encoder.encode(["grey couch", "gray sofa", "grey couch", "grey couch"])
-    assert sum(forward_calls) == 2
+    assert sum(encoder_runs) == 2
     assert encoder.stats["texts_requested"] == 4
     assert encoder.stats["unique_texts"] == 2
     assert encoder.stats["texts_encoded"] == 2
@@ -172,21 +172,21 @@ def test_duplicates_are_encoded_once(encoder_config, forward_calls):
     np.testing.assert_array_equal(vectors[0], vectors[3])
 
 
-def test_rerun_and_new_instance_encode_nothing(encoder_config, forward_calls):
+def test_rerun_and_new_instance_encode_nothing(encoder_config, encoder_runs):
     first = TextEncoder(encoder_config)
     vectors = first.encode(TEXTS)
-    calls = len(forward_calls)
-    assert calls >= 1 and sum(forward_calls) == len(TEXTS)
+    calls = len(encoder_runs)
+    assert calls >= 1 and sum(encoder_runs) == len(TEXTS)
 
     again = first.encode(TEXTS)
-    assert len(forward_calls) == calls
+    assert len(encoder_runs) == calls
     assert first.stats["cache_hits"] == len(TEXTS)
     np.testing.assert_array_equal(again, vectors)
 
     second = TextEncoder(encoder_config)
     assert second.identity == first.identity
     reread = second.encode(list(reversed(TEXTS)) + TEXTS)
-    assert len(forward_calls) == calls
+    assert len(encoder_runs) == calls
     assert second.stats["texts_encoded"] == 0
     assert second.stats["cache_hits"] == len(TEXTS)
     assert second._model is None  # a fully cached run never loads the model
@@ -195,11 +195,11 @@ def test_rerun_and_new_instance_encode_nothing(encoder_config, forward_calls):
 
     # a partly new request encodes only the new text
     second.encode(TEXTS + ["blue boots"])
-    assert sum(forward_calls) == len(TEXTS) + 1
+    assert sum(encoder_runs) == len(TEXTS) + 1
     assert second.stats["texts_encoded"] == 1
 
 
-def test_identity_changes_with_settings_and_weights(tiny_bert, tmp_path, forward_calls):
+def test_identity_changes_with_settings_and_weights(tiny_bert, tmp_path, encoder_runs):
     cache = str(tmp_path / "cache")
     base = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=cache))
     base_vectors = base.encode(TEXTS)
@@ -229,7 +229,7 @@ def test_identity_changes_with_settings_and_weights(tiny_bert, tmp_path, forward
     assert len({p.name for p in (tmp_path / "cache").iterdir()}) == 4
 
 
-def test_half_written_and_corrupt_shards_are_ignored(encoder_config, forward_calls):
+def test_half_written_and_corrupt_shards_are_ignored(encoder_config, encoder_runs):
     first = TextEncoder(encoder_config)
     vectors = first.encode(TEXTS)
     folder = first.cache_path
@@ -237,12 +237,12 @@ def test_half_written_and_corrupt_shards_are_ignored(encoder_config, forward_cal
     data = shard.read_bytes()
     (folder / ".shard-99999999999999999999-1-deadbeef.npz.tmp").write_bytes(data[: len(data) // 2])
     (folder / "shard-99999999999999999999-1-deadbeef.npz").write_bytes(data[: len(data) // 2])
-    calls = len(forward_calls)
+    calls = len(encoder_runs)
 
     second = TextEncoder(encoder_config)
     with pytest.warns(UserWarning, match="unreadable"):
         again = second.encode(TEXTS)
-    assert len(forward_calls) == calls
+    assert len(encoder_runs) == calls
     np.testing.assert_array_equal(again, vectors)
     assert (folder / "shard-99999999999999999999-1-deadbeef.npz.corrupt").exists()
     third = TextEncoder(encoder_config)
@@ -384,13 +384,13 @@ def test_cosine_similarity_matches_numpy():
         cosine_similarity(a, b[:, :8])
 
 
-def test_pair_similarity_encodes_each_text_once(encoder_config, forward_calls):
+def test_pair_similarity_encodes_each_text_once(encoder_config, encoder_runs):
     encoder = TextEncoder(encoder_config)
     left = ["grey couch", "grey couch", "red shoes", "gray sofa"]
     right = ["gray sofa", "stainless steel kettle", "grey couch", "gray sofa"]
     sims = pair_similarity(encoder, left, right)
     assert sims.dtype == np.float32 and sims.shape == (4,)
-    assert sum(forward_calls) == 4  # grey couch, red shoes, gray sofa, kettle
+    assert sum(encoder_runs) == 4  # grey couch, red shoes, gray sofa, kettle
     vectors = TextEncoder(encoder_config).encode(left + right)
     np.testing.assert_allclose(sims, cosine_similarity(vectors[:4], vectors[4:]), atol=1e-6)
     assert sims[3] == pytest.approx(1.0, abs=1e-6)
