@@ -10,8 +10,10 @@ than the same item at position 8 simply because users look at position 1 more. U
 ``gamma_(q, d)`` the probability that product ``d`` attracts a click for query ``q`` once
 examined. Debiasing (inverse-propensity weighting, click-rate labels) needs ``theta`` only up
 to a constant, so every estimate here is reported **relative to position 1**
-(``propensity(1) = 1.0``). Two estimators are offered; :func:`estimate_propensities` picks
-one (``method="auto"``) or runs the one asked for.
+(``propensity(1) = 1.0``). Two estimators are offered, and their combination (3. below) for
+logs that randomize only some positions; :func:`estimate_propensities` picks one
+(``method="auto"``) or runs the one asked for. The curve's ``source`` column says, per
+position, which estimator its value came from.
 
 1. From randomized swap interventions (``method="intervention"``)
 -------------------------------------------------------------------
@@ -109,14 +111,41 @@ time). Per-pair gammas from a handful of impressions also leave regression-EM's
 propensities at positions 2-5 somewhat too high (the E-step weight ``1 / (1 - theta gamma)``
 grows with the noise in ``gamma``).
 
-``method="auto"`` uses interventions when the log has ``randomized`` rows with a
-``ranker_position`` and every position up to ``max_position`` has at least ``min_evidence``
-moved impressions, and regression-EM otherwise (the notes say why). A log without
-``position`` cannot be debiased for position: :func:`estimate_propensities` raises a one-line
-``ValueError`` and the caller decides on a fallback. With either estimator, a position with
-evidence but not a single click in the data used is null as well (its estimate would be 0,
-an infinite inverse-propensity weight), and every position is null when position 1, the
-anchor, has no click; :func:`impression_propensity` fills nulls from the position above.
+3. Interventions anchored by regression-EM (``method="auto"`` only: estimate ``"anchored"``)
+----------------------------------------------------------------------------------------------
+A log that randomizes only its top positions (a shuffle or swaps within 1..m) gives the
+intervention estimator no evidence below m. There the combination of
+:mod:`labeling.propensity_anchored` uses regression-EM, run on the whole log over all
+positions, with its curve scaled onto the intervention curve by a weighted least-squares fit
+of log-propensities over the positions both estimate; the positions with enough randomized
+evidence keep their intervention estimates. A note says which positions came from where,
+e.g. "positions 1-4 from interventions, 5-10 from regression-EM anchored on them (scale 1.028
+over positions 2-4, ...)". On a position-based log with ``theta_k = 1/k`` whose randomized
+half of 20k requests shuffles positions 1-4 only (``tests/labeling/test_propensity_depth.py``,
+5 seeds), positions 5-10 come out 1.5-3.9% off on average (at most 8.7%), against 80-92% for
+copying position 4's estimate down.
+
+Choosing
+--------
+``method="auto"`` uses, when the log has ``randomized`` rows with a ``ranker_position``:
+
+- interventions alone when every position 2..``max_position`` has at least ``min_evidence``
+  moved impressions (full coverage);
+- the anchored combination when some of them do (typically a prefix 2..m): interventions at
+  those positions, anchored regression-EM at the others;
+- regression-EM alone when none does, or the log has no interventions (the notes say why).
+
+``method="intervention"`` stays strict: it never mixes in regression-EM, whose assumption
+(relevance depends on the pair only) a user choosing interventions may not want; positions
+without evidence stay null and a note says how they are filled.
+
+A log without ``position`` cannot be debiased for position: :func:`estimate_propensities`
+raises a one-line ``ValueError`` and the caller decides on a fallback. With either estimator,
+a position with evidence but not a single click in the data used is null as well (its
+estimate would be 0, an infinite inverse-propensity weight), and every position is null when
+position 1, the anchor, has no click. :func:`impression_propensity` fills nulls from the
+nearest estimated position above (``source`` ``filled``): too high, so its clicks are
+under-corrected, where examination keeps falling below that position.
 """
 
 from __future__ import annotations
@@ -126,11 +155,18 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from labeling.propensity_estimate import PropensityEstimate
+from labeling.propensity_anchored import _anchored_estimate
+from labeling.propensity_estimate import SOURCES, PropensityEstimate, _ranges, _source_note
 from labeling.propensity_intervention import _intervention_estimate, _intervention_table
 from labeling.propensity_regression_em import _regression_em_estimate
 
-__all__ = ["METHODS", "PropensityEstimate", "estimate_propensities", "impression_propensity"]
+__all__ = [
+    "METHODS",
+    "SOURCES",
+    "PropensityEstimate",
+    "estimate_propensities",
+    "impression_propensity",
+]
 
 METHODS = ("auto", "intervention", "regression_em")
 
@@ -175,39 +211,63 @@ def estimate_propensities(
     if int(impressions["position"].min()) > k:
         raise ValueError(f"cannot estimate position bias: no impressions at positions 1..{k}")
 
+    def regression_em(notes: list[str]) -> PropensityEstimate:
+        return _regression_em_estimate(
+            impressions,
+            k,
+            notes,
+            pair_columns=tuple(pair_columns),
+            prior_strength=float(prior_strength),
+            feature_columns=tuple(feature_columns) if feature_columns else None,
+            regressor=regressor,
+            regression_rounds=regression_rounds,
+            tol=tol,
+            max_iter=max_iter,
+            max_cells=max_cells,
+            seed=seed,
+        )
+
     notes: list[str] = []
-    if method in ("auto", "intervention"):
-        table, problem = _intervention_table(impressions, k)
-        if table is not None:
-            shortest = int(table.evidence[1:].min()) if k > 1 else int(table.evidence[0])
-            if method == "intervention" or shortest >= min_evidence:
-                if method == "auto":
-                    notes.append(
-                        f"auto: randomized requests give >= {min_evidence} moved impressions "
-                        f"at every position 1..{k} (fewest: {shortest}); using interventions"
-                    )
-                return _intervention_estimate(table, notes, tol)
-            problem = (
-                f"randomized requests give only {shortest} moved impressions at some position "
-                f"(min_evidence={min_evidence})"
-            )
+    if method == "regression_em":
+        return _with_fill_note(regression_em(notes))
+    table, problem = _intervention_table(impressions, k)
+    if table is None:
         if method == "intervention":
             raise ValueError(f"cannot estimate propensities from interventions: {problem}")
         notes.append(f"auto: {problem}; using regression-EM")
-    return _regression_em_estimate(
-        impressions,
-        k,
-        notes,
-        pair_columns=tuple(pair_columns),
-        prior_strength=float(prior_strength),
-        feature_columns=tuple(feature_columns) if feature_columns else None,
-        regressor=regressor,
-        regression_rounds=regression_rounds,
-        tol=tol,
-        max_iter=max_iter,
-        max_cells=max_cells,
-        seed=seed,
+        return _with_fill_note(regression_em(notes))
+    if method == "intervention":
+        return _with_fill_note(
+            _intervention_estimate(table, notes, tol),
+            "; propensity_method auto estimates such positions by regression-EM anchored on "
+            "the interventions where it can",
+        )
+    shortest = int(table.evidence[1:].min()) if k > 1 else int(table.evidence[0])
+    if shortest >= min_evidence:
+        notes.append(
+            f"auto: randomized requests give >= {min_evidence} moved impressions "
+            f"at every position 1..{k} (fewest: {shortest}); using interventions"
+        )
+        return _with_fill_note(_intervention_estimate(table, notes, tol))
+    intervention_notes: list[str] = []
+    intervention = _intervention_estimate(table, intervention_notes, tol)
+    estimated = intervention.curve["propensity"].is_not_null().to_numpy()
+    trusted = (table.evidence >= min_evidence) & estimated
+    trusted[0] = estimated[0]  # the anchor: position 1 needs no moved impressions
+    if not trusted[0] or not trusted[1:].any():
+        notes.append(
+            f"auto: randomized requests give only {shortest} moved impressions at some "
+            f"position (min_evidence={min_evidence}); using regression-EM"
+        )
+        return _with_fill_note(regression_em(notes))
+    covered = np.flatnonzero(trusted[1:]) + 2
+    notes.append(
+        f"auto: randomized requests give >= {min_evidence} moved impressions at position(s) "
+        f"{_ranges(covered)} only (fewest elsewhere: {shortest}); using interventions there "
+        "and regression-EM anchored on them elsewhere"
     )
+    notes += intervention_notes
+    return _anchored_estimate(intervention, regression_em(notes), trusted, notes)
 
 
 def impression_propensity(
@@ -216,14 +276,23 @@ def impression_propensity(
     """Each impression's examination propensity, in row order (``Float64``).
 
     A position gets its estimated propensity; positions beyond the estimated range, and
-    positions the estimate left null (no evidence), get the last estimated value before them
-    (so every row has a propensity, position 1 being 1.0 by construction).
+    positions the estimate left null (no evidence; ``source`` ``filled``), get the last
+    estimated value before them (so every row has a propensity, position 1 being 1.0 by
+    construction).
     """
     _check_impressions(impressions, need_click=False)
     filled = estimate.curve["propensity"].fill_null(strategy="forward").to_numpy()
     filled = np.where(np.isnan(filled), 1.0, filled)  # nothing estimated before: the anchor
     index = np.minimum(impressions["position"].to_numpy(), len(filled)) - 1
     return pl.Series(name, filled[index], dtype=pl.Float64)
+
+
+def _with_fill_note(estimate: PropensityEstimate, hint: str = "") -> PropensityEstimate:
+    """Says which positions are filled rather than estimated, where any are."""
+    source = estimate.curve["source"].to_numpy()
+    if (source == "filled").any():
+        estimate.notes.append(_source_note(source) + hint)
+    return estimate
 
 
 # --------------------------------------------------------------------------- checks

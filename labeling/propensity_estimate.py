@@ -1,8 +1,9 @@
-"""The result of position-bias estimation and the helpers both estimators build it with.
+"""The result of position-bias estimation and the helpers the estimators build it with.
 
-:class:`PropensityEstimate` holds the relative propensity curve (position 1 = 1.0); the helpers
-turn an estimator's raw propensities into that curve: positions without evidence or without a
-click are null (see :mod:`labeling.propensity` for the estimators and these rules).
+:class:`PropensityEstimate` holds the relative propensity curve (position 1 = 1.0) and, per
+position, the estimator its value came from; the helpers turn an estimator's raw propensities
+into that curve: positions without evidence or without a click are null (see
+:mod:`labeling.propensity` for the estimators and these rules).
 """
 
 from __future__ import annotations
@@ -12,14 +13,29 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+# Where a position's propensity came from, in the order the notes list them.
+SOURCES = ("intervention", "regression_em", "regression_em_anchored", "filled")
+_SOURCE_TEXT = {
+    "intervention": "from interventions",
+    "regression_em": "from regression-EM",
+    "regression_em_anchored": "from regression-EM anchored on them",
+    "filled": "not estimated (their impressions take the propensity of the nearest "
+    "estimated position above)",
+}
+
 
 @dataclass
 class PropensityEstimate:
     """Relative examination propensity per position (position 1 = 1.0).
 
     ``curve``: ``position`` (Int32, 1..max_position), ``propensity`` (Float64, null where the
-    log holds no evidence for that position), ``evidence`` (Int64, see :mod:`labeling.propensity`).
-    ``method``: the estimator that produced it, ``"intervention"`` or ``"regression_em"``.
+    log holds no evidence for that position), ``evidence`` (Int64, of the estimator named in
+    ``source``; see :mod:`labeling.propensity`), ``source`` (String, one of :data:`SOURCES`:
+    ``"filled"`` where ``propensity`` is null, so that :func:`impression_propensity
+    <labeling.propensity.impression_propensity>` fills it from the position above).
+    ``method``: the estimator that produced it, ``"intervention"``, ``"regression_em"`` or
+    ``"anchored"`` (interventions where they have evidence, regression-EM scaled onto them
+    elsewhere; :mod:`labeling.propensity_anchored`).
     ``notes``: what a user should know (why this method, data used, convergence, gaps).
     """
 
@@ -46,8 +62,12 @@ def _with_clicks(known: np.ndarray, clicks: np.ndarray, notes: list[str]) -> np.
     return known & known[0]
 
 
-def _curve(propensity: np.ndarray, known: np.ndarray, evidence: np.ndarray) -> pl.DataFrame:
+def _curve(
+    propensity: np.ndarray, known: np.ndarray, evidence: np.ndarray, source: str | np.ndarray
+) -> pl.DataFrame:
+    """The curve table; ``source`` names the estimator of each known position (or of all)."""
     k = len(propensity)
+    source = np.where(known, np.broadcast_to(np.asarray(source, dtype=object), (k,)), "filled")
     return pl.DataFrame(
         {
             "position": pl.Series(np.arange(1, k + 1), dtype=pl.Int32),
@@ -56,8 +76,21 @@ def _curve(propensity: np.ndarray, known: np.ndarray, evidence: np.ndarray) -> p
                 dtype=pl.Float64,
             ),
             "evidence": pl.Series(np.asarray(evidence, dtype=np.int64), dtype=pl.Int64),
+            "source": pl.Series(source.tolist(), dtype=pl.String),
         }
     )
+
+
+def _source_note(source: np.ndarray, anchoring: str = "") -> str:
+    """Which positions came from where, in one line, e.g. "positions 1-4 from interventions,
+    5-10 from regression-EM anchored on them (scale 0.93 over positions 2-4)"."""
+    parts = []
+    for name in SOURCES:
+        where = np.flatnonzero(np.asarray(source) == name) + 1
+        if len(where):
+            detail = f" ({anchoring})" if anchoring and name == "regression_em_anchored" else ""
+            parts.append(f"{_ranges(where)} {_SOURCE_TEXT[name]}{detail}")
+    return "positions " + ", ".join(parts)
 
 
 def _ranges(positions: np.ndarray) -> str:

@@ -123,7 +123,8 @@ def _intervention_estimate(
     if len(missing):
         notes.append(
             "intervention: no randomized evidence linking position(s) "
-            f"{_ranges(missing)} to position 1; their propensity is null"
+            f"{_ranges(missing)} to position 1; their intervention estimate is null"
         )
     known = _with_clicks(evidenced, table.clicks.sum(axis=0), notes)
-    return PropensityEstimate(_curve(propensity, known, table.evidence), "intervention", notes)
+    curve = _curve(propensity, known, table.evidence, "intervention")
+    return PropensityEstimate(curve, "intervention", notes)

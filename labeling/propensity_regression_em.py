@@ -132,10 +132,11 @@ def _regression_em_estimate(
     if len(missing_positions):
         notes.append(
             f"regression-EM: no informative impressions at position(s) "
-            f"{_ranges(missing_positions)}; their propensity is null"
+            f"{_ranges(missing_positions)}; their regression-EM estimate is null"
         )
     known = _with_clicks(evidence > 0, np.bincount(position, clicks, k), notes)
-    return PropensityEstimate(_curve(propensity, known, evidence), "regression_em", notes)
+    curve = _curve(propensity, known, evidence, "regression_em")
+    return PropensityEstimate(curve, "regression_em", notes)
 
 
 def _subsample_pairs(

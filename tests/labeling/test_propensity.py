@@ -72,8 +72,9 @@ def test_intervention_estimate_on_a_hand_made_swap_log():
     estimate = estimate_propensities(log, method="intervention")
     assert estimate.method == "intervention"
     assert estimate.curve.schema == pl.Schema(
-        {"position": pl.Int32, "propensity": pl.Float64, "evidence": pl.Int64}
+        {"position": pl.Int32, "propensity": pl.Float64, "evidence": pl.Int64, "source": pl.String}
     )
+    assert estimate.curve["source"].to_list() == ["intervention", "intervention"]
     np.testing.assert_allclose(estimate.curve["propensity"].to_numpy(), [1.0, 0.5], rtol=1e-4)
     assert estimate.curve["evidence"].to_list() == [200, 200]
     assert "moved impressions" in estimate.notes[0]
@@ -210,8 +211,15 @@ def test_positions_without_evidence_are_null_with_a_note():
     assert estimate.curve["propensity"][2] is None
     assert estimate.curve["evidence"].to_list() == [200, 200, 0]
     assert any("position(s) 3" in note for note in estimate.notes)
+    assert estimate.curve["source"].to_list() == ["intervention", "intervention", "filled"]
+    assert "3 not estimated" in estimate.notes[-1]
+    # auto keeps the interventions it has; regression-EM cannot reach position 3 either (its
+    # only pair there is shown nowhere else), so position 3 stays filled.
     log = log.with_columns(query=pl.lit("sofa"), product_id=pl.col("ranker_position"))
-    assert estimate_propensities(log, min_evidence=1).method == "regression_em"
+    auto = estimate_propensities(log, min_evidence=1)
+    assert auto.method == "anchored"
+    assert auto.curve["propensity"].to_list()[:2] == estimate.curve["propensity"].to_list()[:2]
+    assert auto.curve["source"].to_list() == ["intervention", "intervention", "filled"]
 
 
 def test_positions_without_clicks_are_null_never_zero():
