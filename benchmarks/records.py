@@ -31,6 +31,7 @@ PACKAGES = (
     "torch",
     "lightning",
     "xgboost-cpu",
+    "lightgbm",
     "numpy",
     "polars",
     "scikit-learn",

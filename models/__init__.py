@@ -3,6 +3,8 @@
 from models import (  # noqa: F401  (importing a model module registers its ranker)
     dcn_v2,
     ft_transformer,
+    lightgbm_ranker,
+    lightgbm_unbiased,
     mmoe,
     mtl_tinybert,
     tabnet_ranker,
