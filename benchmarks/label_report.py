@@ -4,8 +4,10 @@ Writes to the output folder:
 
 - ``labels.parquet``: one row per (query, product) with every step of the derivation
   (impressions, exposure, counts, smoothed debiased rates, similarity, scores, grade);
-- ``propensity.csv`` and ``propensity.png``: the estimated examination curve, beside the
-  true one where the dataset knows it (the simulator);
+- ``propensity.csv`` and ``propensity.png``: the estimated examination curve, with the
+  estimator each position's value came from (``source``: interventions, regression-EM,
+  regression-EM anchored on the interventions, or filled from the position above), beside
+  the true one where the dataset knows it (the simulator);
 - ``report.md``: the estimator used and its notes, the fitted priors, the label
   distribution and, where the truth is known, the labels' agreement with it.
 """
@@ -42,6 +44,7 @@ class LabelRun:
     log: SearchLog
     labels: DerivedLabels
     seconds: float
+    click_model: str | None = None  # what made the clicks, where known (the simulator)
 
 
 def derive_labels_for(spec: RunSpec, progress: bool = True) -> LabelRun:
@@ -60,7 +63,8 @@ def derive_labels_for(spec: RunSpec, progress: bool = True) -> LabelRun:
         similarity = pair_similarities(log, TextEncoder(label_config.encoder), progress)
     start = time.perf_counter()
     labels = label_log(log.impressions, similarity, label_config)
-    return LabelRun(log, labels, time.perf_counter() - start)
+    click_model = source.describe().get("simulator", {}).get("click_model")
+    return LabelRun(log, labels, time.perf_counter() - start, click_model)
 
 
 def write_label_report(run: LabelRun, folder: Path, command: str) -> str:
@@ -70,9 +74,12 @@ def write_label_report(run: LabelRun, folder: Path, command: str) -> str:
     sections = [f"# Labels: {folder.name}", f"Reproduce with: `{command}`"]
     if curve is not None:
         atomic_write_text(folder / "propensity.csv", curve.write_csv())
-        _plot_propensity(curve, folder / "propensity.png", run.labels.propensity.method)
+        _plot_propensity(
+            curve, folder / "propensity.png", run.labels.propensity.method, run.click_model
+        )
         sections += [
             f"## Position bias ({run.labels.propensity.method})",
+            *([_truth_note(curve, run.click_model)] if "true" in curve.columns else []),
             _markdown(curve),
             "![propensity](propensity.png)",
         ]
@@ -148,11 +155,44 @@ def _propensity_table(run: LabelRun) -> pl.DataFrame | None:
     return curve
 
 
-def _plot_propensity(curve: pl.DataFrame, path: Path, method: str) -> None:
+def _truth_note(curve: pl.DataFrame, click_model: str | None) -> str:
+    """What the true curve is, and how far the estimate is from it."""
+    error = (curve["propensity"] - curve["true"]).abs().max()
+    made_by = f"the `{click_model}` click model" if click_model else "the log's truth table"
+    note = f"True examination from {made_by}; max |estimated - true| {_format(error)}."
+    if click_model in ("cascade", "dbn"):
+        note += (
+            " Under this model a position's examination depends on the items above it: the "
+            "true curve is its mean over the log, which a position-based estimate can only "
+            "approximate."
+        )
+    return note
+
+
+# A marker per source of a position's value. Filled positions are drawn hollow at the value the
+# labels use for them (the nearest estimated position above).
+_SOURCE_MARKERS = {
+    "intervention": ("o", "interventions"),
+    "regression_em": ("s", "regression-EM"),
+    "regression_em_anchored": ("D", "regression-EM anchored on interventions"),
+    "filled": ("o", "not estimated: filled from above"),
+}
+
+
+def _plot_propensity(curve: pl.DataFrame, path: Path, method: str, click_model: str | None) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(curve["position"], curve["propensity"], "o-", label=f"estimated ({method})")
+    position = curve["position"].to_numpy()
+    used = curve["propensity"].fill_null(strategy="forward").fill_null(1.0).to_numpy()
+    ax.plot(position, used, "-", color="C0", label=f"estimated ({method})")
+    for name, (marker, label) in _SOURCE_MARKERS.items():
+        rows = curve["source"].to_numpy() == name
+        if rows.any():
+            hollow = {"markerfacecolor": "none"} if name == "filled" else {}
+            ax.plot(position[rows], used[rows], marker, color="C0", label=label, **hollow)
     if "true" in curve.columns:
         ax.plot(curve["position"], curve["true"], "k--", label="true (simulator)")
+    if click_model:
+        ax.set_title(f"clicks from the {click_model} click model")
     ax.set_xlabel("position")
     ax.set_ylabel("examination probability (position 1 = 1)")
     ax.set_ylim(0, 1.1)

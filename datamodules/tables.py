@@ -55,7 +55,11 @@ class Truth:
     """Ground truth a simulator knows and a real log does not. Only metrics may read it.
 
     ``relevance``: ``request_id``, ``product_id``, ``true_relevance`` (0-4).
-    ``examination``: ``position``, ``examination`` (true probability a user looks at it).
+    ``examination``: ``position``, ``examination``: the true probability that a user looks
+    at the position, 1 at position 1, as estimated propensities are. Under the simulator's
+    position-based model (``pbm``) it is the same in every request; under ``cascade`` and
+    ``dbn`` it depends on the items above, and the column holds its mean over every request
+    of the log.
     """
 
     relevance: pl.DataFrame

@@ -45,18 +45,32 @@ Generative story
    from anywhere in the catalog (duplicates redrawn). An imperfect ranker orders them by
    ``true relevance + logging_noise * N(0, 1) + popularity_weight * popularity z-score`` and
    shows the top ``items_per_request``. A share ``intervention_rate`` of requests is then
-   randomized: ``"rand_pair"`` swaps position 1 with a uniform position k in 2..K,
-   ``"rand_top"`` shuffles the whole list. As a real log with result randomization would,
-   the impressions record it: ``randomized`` (1 on every row of a randomized request) and
-   ``ranker_position`` (the position the logging ranker had chosen; equal to ``position``
-   in requests that were not randomized). Labeling reads them to estimate position bias;
-   they are logging metadata, never features.
-6. **Behaviour.** Position-based click model: ``examination(p) = (1 / p) ** position_bias``,
-   ``attraction(rel) = click_noise + (1 - click_noise) * (2 ** rel - 1) / 15``, and a click
-   happens with probability ``examination * attraction`` (examined AND attracted). A click
-   leads to an add-to-cart and a cart to a purchase with logistic probabilities that rise
-   with relevance and rating and fall when the price is above the user's level (by the
-   user's price sensitivity).
+   randomized within the top ``intervention_depth`` positions D (default: all K):
+   ``"rand_pair"`` swaps position 1 with a uniform position k in 2..D, ``"rand_top"``
+   shuffles positions 1..D; the positions below D keep the ranker's order. As a real log
+   with result randomization would, the impressions record it: ``randomized`` (1 on every
+   row of a randomized request) and ``ranker_position`` (the position the logging ranker
+   had chosen; equal to ``position`` in requests that were not randomized). Labeling reads
+   them to estimate position bias; they are logging metadata, never features.
+6. **Behaviour.** An examined item is clicked with its attraction
+   ``attraction(rel) = click_noise + (1 - click_noise) * gain``, ``gain = (2 ** rel - 1) / 15``
+   (an irrelevant item at the noise rate). Which items are examined is the ``click_model``'s
+   (``datamodules.click_models``):
+
+   - ``"pbm"`` (default), position-based: position p is examined with probability
+     ``(1 / p) ** position_bias`` whatever is shown, so a click happens with probability
+     ``examination * attraction``.
+   - ``"cascade"`` (Craswell et al., WSDM 2008): the user reads from the top and stops at
+     the first click, so a request has at most one click.
+   - ``"dbn"``, the dynamic Bayesian network (Chapelle & Zhang, WWW 2009): after a click the
+     user is satisfied with probability ``dbn_satisfaction * gain`` and stops; otherwise they
+     read on with probability ``dbn_continuation``.
+
+   Under cascade and dbn a position's examination depends on the items above it; the truth
+   then holds each position's mean examination over the whole log. A click leads to an
+   add-to-cart and a cart to a purchase with logistic probabilities that rise with
+   relevance and rating and fall when the price is above the user's level (by the user's
+   price sensitivity), whichever model made the clicks.
 7. **Time.** Request timestamps increase with ``request_id`` and span ``days`` days.
 
 Generation is vectorized over the requests of a chunk (no Python loop over requests or
@@ -67,13 +81,14 @@ rows); chunk ``i`` draws from ``SeedSequence(seed, spawn_key=(CHUNK_STREAM, i))`
 Layout
 ------
 - ``vocabulary``: the hand-written vocabulary as data (categories, synonyms, query words).
-- ``config``: ``SimulatorConfig``, ``PRESETS`` (``DEFAULT_PRESET``), ``preset`` and the click
-  model's probabilities.
+- ``config``: ``SimulatorConfig``, ``PRESETS`` (``DEFAULT_PRESET``), ``preset`` and the
+  position-based examination and the attraction probabilities.
 - ``streams``: the random streams (one per part) and sampling from cumulative weights.
 - ``lexicon``: the vocabulary as integer codes and flat synonym tables.
 - ``catalog``, ``users``, ``intents``: steps 1-3; ``world`` builds them once per log.
 - ``impressions``: steps 4-7, one chunk of requests at a time.
-- ``results``, ``api``: what :func:`simulate` and :func:`simulate_chunks` hand out.
+- ``results``, ``api``: what :func:`simulate` and :func:`simulate_chunks` hand out, and the
+  true examination filled as the chunks are generated (``TrueExamination``).
 - ``io``: :func:`write_log` and :func:`read_log`, the log as parquet parts and a manifest.
 """
 
@@ -87,7 +102,12 @@ from datamodules.simulator.config import (
     preset,
 )
 from datamodules.simulator.io import read_log, write_log
-from datamodules.simulator.results import SOURCES, SimulatedCatalog, SimulatedChunk
+from datamodules.simulator.results import (
+    SOURCES,
+    SimulatedCatalog,
+    SimulatedChunk,
+    TrueExamination,
+)
 from datamodules.simulator.streams import (
     CATALOG_STREAM,
     CHUNK_STREAM,
@@ -128,6 +148,7 @@ __all__ = [
     "SimulatedCatalog",
     "SimulatedChunk",
     "SimulatorConfig",
+    "TrueExamination",
     "attraction_probabilities",
     "examination_probabilities",
     "preset",

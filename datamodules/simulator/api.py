@@ -7,8 +7,13 @@ from collections.abc import Iterator
 import polars as pl
 
 from datamodules.simulator.config import SimulatorConfig
-from datamodules.simulator.impressions import _examination_table, _iter_chunks
-from datamodules.simulator.results import SOURCES, SimulatedCatalog, SimulatedChunk
+from datamodules.simulator.impressions import _iter_chunks
+from datamodules.simulator.results import (
+    SOURCES,
+    SimulatedCatalog,
+    SimulatedChunk,
+    TrueExamination,
+)
 from datamodules.simulator.world import _build_world
 from datamodules.tables import SearchLog, Truth
 
@@ -28,7 +33,9 @@ def simulate(config: SimulatorConfig, progress: bool = False) -> SearchLog:
 def simulate_chunks(
     config: SimulatorConfig, progress: bool = False
 ) -> tuple[SimulatedCatalog, Iterator[SimulatedChunk]]:
-    """Products, users and examination once, then impressions and truth chunk by chunk."""
+    """Products and users once, then impressions and truth chunk by chunk; the catalog's
+    true examination is complete once the last chunk has been generated."""
     world = _build_world(config)
-    catalog = SimulatedCatalog(world.products, world.users, _examination_table(config))
-    return catalog, _iter_chunks(world, config, progress)
+    examination = TrueExamination(config)
+    catalog = SimulatedCatalog(world.products, world.users, examination)
+    return catalog, _iter_chunks(world, config, progress, examination)

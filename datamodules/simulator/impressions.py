@@ -1,5 +1,5 @@
 """Impressions, chunk by chunk: candidates, true relevance, the logging ranker's order,
-result randomization, clicks and the purchase funnel, timestamps."""
+result randomization, clicks under the click model and the purchase funnel, timestamps."""
 
 from __future__ import annotations
 
@@ -9,40 +9,40 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from datamodules.click_models import simulate_clicks
 from datamodules.simulator.config import (
+    MAX_RELEVANCE,
     SimulatorConfig,
     attraction_probabilities,
     examination_probabilities,
 )
-from datamodules.simulator.results import SimulatedChunk
+from datamodules.simulator.results import SimulatedChunk, TrueExamination
 from datamodules.simulator.streams import CHUNK_STREAM, _sample_from_cdf, _stream_rng
 from datamodules.simulator.world import _World
 
 
-def _examination_table(config: SimulatorConfig) -> pl.DataFrame:
-    k = config.items_per_request
-    return pl.DataFrame(
-        {
-            "position": np.arange(1, k + 1, dtype=np.int32),
-            "examination": examination_probabilities(config.position_bias, k),
-        }
-    )
-
-
-def _iter_chunks(world: _World, config: SimulatorConfig, progress: bool):
+def _iter_chunks(
+    world: _World, config: SimulatorConfig, progress: bool, examination: TrueExamination
+):
+    """The chunks in order; each one's examination probabilities go into ``examination``."""
     bar = tqdm(total=config.n_chunks, disable=not progress, desc="simulating", unit="chunk")
     try:
         for index in range(config.n_chunks):
             first = index * config.chunk_requests
             n = min(config.chunk_requests, config.n_requests - first)
-            yield _generate_chunk(world, config, index, first, n)
+            yield _generate_chunk(world, config, index, first, n, examination)
             bar.update(1)
     finally:
         bar.close()
 
 
 def _generate_chunk(
-    world: _World, config: SimulatorConfig, index: int, first: int, n: int
+    world: _World,
+    config: SimulatorConfig,
+    index: int,
+    first: int,
+    n: int,
+    examination: TrueExamination,
 ) -> SimulatedChunk:
     """Requests ``first`` .. ``first + n - 1`` (0-based), fully vectorized."""
     rng = _stream_rng(config.seed, CHUNK_STREAM, index)
@@ -65,7 +65,8 @@ def _generate_chunk(
     ranker_position[randomized] = permutation + 1
     randomized_flag = np.zeros(n, dtype=np.int8)
     randomized_flag[randomized] = 1
-    click, cart, purchase = _behaviour(rng, world, config, user, shown, shown_relevance)
+    click, cart, purchase, seen = _behaviour(rng, world, config, user, shown, shown_relevance)
+    examination.add(seen)
 
     request_id = np.arange(first + 1, first + n + 1, dtype=np.int64)
     row_request = np.repeat(request_id, k)
@@ -172,7 +173,7 @@ def _true_relevance(world: _World, user, intent, candidates: np.ndarray) -> np.n
     preference = (fit >= 2).view(np.int8) - (fit <= -1).view(np.int8)
 
     score = 1 + attribute_match.view(np.int8) + brand_match.view(np.int8) + preference
-    return np.clip(score, 0, 4) * on_category.view(np.int8)
+    return np.clip(score, 0, MAX_RELEVANCE) * on_category.view(np.int8)
 
 
 def _logging_order(rng, world: _World, config: SimulatorConfig, candidates, relevance):
@@ -192,27 +193,49 @@ def _logging_order(rng, world: _World, config: SimulatorConfig, candidates, rele
 
 
 def _randomize(rng, config: SimulatorConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Which requests are randomized, and for each the column shown at each position."""
-    k = config.items_per_request
+    """Which requests are randomized, and for each the column shown at each position.
+
+    Only the top ``depth`` positions move; at the full depth (the default) this is the
+    whole-list randomization, with the same draws.
+    """
+    k, depth = config.items_per_request, config.randomized_positions
     randomized = np.flatnonzero(rng.random(n) < config.intervention_rate)
     m = len(randomized)
+    permutation = np.tile(np.arange(k), (m, 1))
     if config.intervention == "rand_top":
-        permutation = np.argsort(rng.random((m, k)), axis=1)
-    else:  # rand_pair: swap position 1 with a uniform position k in 2..K
-        partner = rng.integers(1, k, m)
-        permutation = np.tile(np.arange(k), (m, 1))
+        permutation[:, :depth] = np.argsort(rng.random((m, depth)), axis=1)
+    else:  # rand_pair: swap position 1 with a uniform position in 2..depth
+        partner = rng.integers(1, depth, m)
         permutation[:, 0] = partner
         permutation[np.arange(m), partner] = 0
     return randomized, permutation
 
 
 def _behaviour(rng, world: _World, config: SimulatorConfig, user, shown, relevance):
-    """Clicks from the position-based model, then the add-to-cart and purchase funnel."""
+    """Clicks under the click model, then the add-to-cart and purchase funnel.
+
+    Also returns every row's true examination probability ``[requests, positions]``.
+    """
     n, k = shown.shape
-    examination = examination_probabilities(config.position_bias, k).astype(np.float32)
-    attraction = attraction_probabilities(config.click_noise).astype(np.float32)
-    click_probability = examination[None, :] * attraction[relevance]
-    click = rng.random((n, k), dtype=np.float32) < click_probability
+    if config.click_model == "pbm":
+        # float32 draws and arithmetic, kept as they are: the committed reference logs
+        # depend on them bit for bit.
+        examination = examination_probabilities(config.position_bias, k).astype(np.float32)
+        attraction = attraction_probabilities(config.click_noise).astype(np.float32)
+        click_probability = examination[None, :] * attraction[relevance]
+        click = rng.random((n, k), dtype=np.float32) < click_probability
+        seen = np.broadcast_to(examination_probabilities(config.position_bias, k), (n, k))
+    else:
+        click, seen = simulate_clicks(
+            rng,
+            relevance,
+            MAX_RELEVANCE,
+            config.click_model,
+            config.click_noise,
+            config.position_bias,
+            config.dbn_continuation,
+            config.dbn_satisfaction,
+        )
 
     # The funnel only matters where there was a click: compute it on those rows alone.
     clicked = np.flatnonzero(click.ravel())
@@ -233,7 +256,7 @@ def _behaviour(rng, world: _World, config: SimulatorConfig, user, shown, relevan
     purchase = np.zeros(n * k, dtype=np.int8)
     cart[clicked] = carted
     purchase[clicked] = bought
-    return click.astype(np.int8), cart.reshape(n, k), purchase.reshape(n, k)
+    return click.astype(np.int8), cart.reshape(n, k), purchase.reshape(n, k), seen
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -22,16 +22,13 @@ def write_log(config: SimulatorConfig, out_dir: Path, progress: bool = True) -> 
     ``impressions/`` and ``truth_relevance/`` holding ``part-00000.parquet``
     ... one per chunk, then ``manifest.json`` (config and summary) last, so a directory with a
     manifest is complete. Every file is written under a temporary name and renamed into place.
+    ``truth_examination.parquet`` follows the chunks: under cascade and dbn it is their mean.
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
     (out_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
     catalog, chunks = simulate_chunks(config, progress=progress)
-    for name, table in (
-        ("products", catalog.products),
-        ("users", catalog.users),
-        ("truth_examination", catalog.examination),
-    ):
+    for name, table in (("products", catalog.products), ("users", catalog.users)):
         _write_parquet_atomic(table, out_dir / f"{name}.parquet")
     rows = 0
     for chunk in chunks:
@@ -39,6 +36,7 @@ def write_log(config: SimulatorConfig, out_dir: Path, progress: bool = True) -> 
         _write_parquet_atomic(chunk.impressions, out_dir / "impressions" / part)
         _write_parquet_atomic(chunk.relevance, out_dir / "truth_relevance" / part)
         rows += chunk.impressions.height
+    _write_parquet_atomic(catalog.examination, out_dir / "truth_examination.parquet")
     for folder in ("impressions", "truth_relevance"):
         _remove_stale_parts(out_dir / folder, config.n_chunks)
     seconds = time.perf_counter() - started

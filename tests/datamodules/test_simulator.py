@@ -8,9 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmarks.cli import main
 from datamodules.simulator import (
     CATEGORIES,
     PRESETS,
+    attraction_probabilities,
     examination_probabilities,
     preset,
     read_log,
@@ -64,6 +66,43 @@ def with_truth(log: SearchLog) -> pl.DataFrame:
     return log.impressions.join(log.truth.relevance, on=["request_id", "product_id"])
 
 
+def shown_grades(log: SearchLog) -> np.ndarray:
+    """True relevance in shown order, one row per request."""
+    rows = with_truth(log).sort("request_id", "position")
+    return rows["true_relevance"].to_numpy().reshape(-1, rows["position"].max())
+
+
+def shown_clicks(log: SearchLog) -> np.ndarray:
+    rows = log.impressions.sort("request_id", "position")
+    return rows["click"].to_numpy().reshape(-1, rows["position"].max())
+
+
+def row_examination(config, grades: np.ndarray) -> np.ndarray:
+    """Each row's examination probability given the items above it, from the models'
+    definitions: pbm (1 / p) ** eta; cascade stops at a click; dbn stops after a click that
+    satisfies (with dbn_satisfaction * gain) and otherwise reads on with dbn_continuation."""
+    if config.click_model == "pbm":
+        curve = examination_probabilities(config.position_bias, grades.shape[1])
+        return np.broadcast_to(curve, grades.shape)
+    attraction = attraction_probabilities(config.click_noise)[grades]
+    if config.click_model == "cascade":
+        read_on = 1.0 - attraction
+    else:
+        satisfaction = config.dbn_satisfaction * (2.0**grades - 1.0) / 15.0
+        read_on = config.dbn_continuation * (1.0 - attraction * satisfaction)
+    examination = np.ones(grades.shape)
+    examination[:, 1:] = np.cumprod(read_on[:, :-1], axis=1)
+    return examination
+
+
+def within_binomial_error(observed, expected, n, sigmas: float = 4.0) -> bool:
+    """``observed`` click rates within ``sigmas`` binomial standard errors of ``expected``."""
+    expected = np.asarray(expected)
+    return bool(
+        np.all(np.abs(observed - expected) <= sigmas * np.sqrt(expected * (1 - expected) / n))
+    )
+
+
 def swap_ratios(log: SearchLog) -> pl.DataFrame:
     """Joachims' swap estimate of examination(k) / examination(1), per position k.
 
@@ -110,6 +149,37 @@ def test_preset_overrides_and_rejects_bad_settings():
         preset("tiny", intervention="shuffle-everything")
     with pytest.raises(ValueError, match="n_products"):
         preset("tiny", n_products=10)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"dbn_continuation": 1.5}, r"simulator\.dbn_continuation must lie in \[0, 1\], got 1\.5"),
+        ({"dbn_satisfaction": -0.1}, r"simulator\.dbn_satisfaction must lie in \[0, 1\]"),
+        ({"click_model": "probit"}, r"unknown click_model 'probit'; valid: pbm, cascade, dbn"),
+        ({"intervention_depth": 1}, r"intervention_depth must lie between 2 and .* \(8\), got 1"),
+        ({"intervention_depth": 9}, r"intervention_depth must lie between 2 and .* \(8\), got 9"),
+    ],
+)
+def test_click_model_and_depth_out_of_range_are_one_line_errors(override, message):
+    with pytest.raises(ValueError, match=message) as error:
+        preset("tiny", **{"click_model": "dbn", **override})
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["simulate", "--set", "click_model=dbn", "--set", "dbn_continuation=1.5"],
+        ["bench", "--set", "simulator.click_model=dbn", "--set", "simulator.dbn_continuation=1.5"],
+    ],
+)
+def test_the_command_line_refuses_a_bad_click_model_before_any_data_work(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    assert main([*command, "--preset", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "rankbench: error: simulator.dbn_continuation must lie in [0, 1], got 1.5"
+    assert not out.exists()
 
 
 def test_tiny_is_generated_well_under_a_second():
@@ -266,6 +336,35 @@ def test_impressions_record_the_randomization_and_the_ranker_order(kind):
         assert moved.height > 0.7 * per_request.height * k
 
 
+@pytest.mark.parametrize("kind", ["rand_pair", "rand_top"])
+def test_intervention_depth_moves_only_the_top_positions(kind):
+    depth, settings = 3, {"n_requests": 2_000, "intervention": kind, "seed": 6}
+    log = simulate(
+        preset("tiny", intervention_rate=0.5, intervention_depth=depth, **settings)
+    ).impressions
+    moved = log.filter(pl.col("position") != pl.col("ranker_position"))
+    assert moved["position"].max() == depth and moved["ranker_position"].max() == depth
+    assert set(moved["position"]) == set(range(1, depth + 1))
+    randomized = log.filter(pl.col("randomized") == 1)["request_id"].n_unique()
+    if kind == "rand_pair":  # position 1 and one partner in 2..depth
+        assert moved.height == 2 * randomized
+    else:  # a shuffle of 3 leaves the order as it was 1 time in 6
+        assert 0.75 * randomized < moved["request_id"].n_unique() < 0.9 * randomized
+    # ranker_position is where the logging ranker put the item: without randomization the
+    # same seed shows the same lists in the ranker's order.
+    ranked = simulate(preset("tiny", intervention_rate=0.0, **settings)).impressions
+    placed = log.join(ranked, on=["request_id", "product_id"], suffix="_ranked")
+    assert placed.height == log.height
+    assert placed.filter(pl.col("ranker_position") != pl.col("position_ranked")).height == 0
+
+
+def test_full_depth_randomizes_as_without_a_depth():
+    k = PRESETS["tiny"].items_per_request
+    for kind in ("rand_pair", "rand_top"):
+        whole = simulate(preset("tiny", intervention=kind, intervention_depth=k)).impressions
+        assert whole.equals(simulate(preset("tiny", intervention=kind)).impressions)
+
+
 def test_randomized_share_follows_the_intervention_rate():
     rates = {}
     for rate in (0.0, 0.25, 1.0):
@@ -325,6 +424,57 @@ def test_swap_interventions_recover_the_examination_curve(eta):
     np.testing.assert_allclose(ratios["ratio"].to_numpy(), expected, atol=0.08)
     if eta == 0.0:  # flat within noise
         assert ratios["ratio"].max() - ratios["ratio"].min() < 0.12
+
+
+@pytest.mark.parametrize("click_model", ["pbm", "cascade", "dbn"])
+def test_clicks_per_position_are_examination_times_attraction(click_model):
+    config = preset("tiny", n_requests=20_000, click_model=click_model, seed=2)
+    log = simulate(config)
+    grades = shown_grades(log)
+    examination = row_examination(config, grades)
+    truth = log.truth.examination["examination"].to_numpy()
+    assert truth[0] == 1.0  # relative to position 1, as estimated propensities are
+    np.testing.assert_allclose(truth, examination.mean(axis=0), rtol=1e-12)
+    # Row by row P(click) = examination given the items above x attraction: every
+    # position's click rate lies within 4 binomial standard errors of the mean of that.
+    expected = (examination * attraction_probabilities(config.click_noise)[grades]).mean(axis=0)
+    assert within_binomial_error(shown_clicks(log).mean(axis=0), expected, len(grades))
+
+
+def test_cascade_clicks_at_most_once_per_request_and_dbn_reads_on():
+    clicks = {
+        model: shown_clicks(simulate(preset("tiny", n_requests=2_000, click_model=model))).sum(1)
+        for model in ("cascade", "dbn")
+    }
+    assert clicks["cascade"].max() == 1 and clicks["cascade"].mean() > 0.2
+    assert clicks["dbn"].max() > 1
+
+
+def test_dbn_that_never_stops_clicks_like_pbm_without_position_bias():
+    settings = {"n_requests": 20_000, "seed": 4}
+    dbn = simulate(
+        preset("tiny", click_model="dbn", dbn_continuation=1.0, dbn_satisfaction=0.0, **settings)
+    )
+    pbm = simulate(preset("tiny", position_bias=0.0, **settings))
+    shown = ["request_id", "query", "product_id", "position", "ranker_position"]
+    assert dbn.impressions.select(shown).equals(pbm.impressions.select(shown))
+    grades = shown_grades(pbm)
+    expected = attraction_probabilities(PRESETS["tiny"].click_noise)[grades].mean(axis=0)
+    for log in (dbn, pbm):
+        np.testing.assert_array_equal(log.truth.examination["examination"], np.ones(8))
+        assert within_binomial_error(shown_clicks(log).mean(axis=0), expected, len(grades))
+
+
+def test_the_truth_under_a_sequential_model_is_the_mean_over_every_chunk(tmp_path):
+    config = preset("tiny", click_model="cascade", chunk_requests=37)
+    catalog, chunks = simulate_chunks(config)
+    with pytest.raises(RuntimeError, match="after the last chunk"):
+        catalog.true_examination.table()
+    list(chunks)
+    whole = simulate(config)
+    assert catalog.examination.equals(whole.truth.examination)
+    write_log(config, tmp_path, progress=False)
+    assert read_log(tmp_path).truth.examination.equals(whole.truth.examination)
 
 
 def test_one_query_means_different_things_to_different_users(behaviour_log):
