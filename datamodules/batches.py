@@ -59,6 +59,9 @@ class RankingBatch:
     labels: dict[str, torch.Tensor]  # float32 [B, L]
     mask: torch.Tensor  # bool [B, L], False on padding
     rows: torch.Tensor  # int64 [B, L], row index into the split (-1 on padding)
+    # int64 [B, L], the logged position (0 on padding): read by the debiasing losses only,
+    # never by a model's forward pass (it is not a feature).
+    position: torch.Tensor
 
 
 class QueryGroupDataset(Dataset):
@@ -80,6 +83,7 @@ class QueryGroupDataset(Dataset):
             "text_ids": a.text_ids[start:stop],
             "labels": {name: values[start:stop] for name, values in a.labels.items()},
             "rows": np.arange(start, stop),
+            "position": a.position[start:stop],
         }
 
 
@@ -109,4 +113,5 @@ def collate_groups(items: list[dict]) -> RankingBatch:
         labels=labels,
         mask=rows >= 0,
         rows=rows,
+        position=pad("position", 0, np.int64),
     )

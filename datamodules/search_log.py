@@ -23,9 +23,11 @@ from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
 from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
 from datamodules.judged import JUDGMENT, is_judged, judged_assignment, validate_judged_log
 from datamodules.labels import LabelConfig, pair_similarities, relevance_labels
+from datamodules.semi_synthetic import SimulateClicks, simulate_click_log, simulation_note
 from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
 from datamodules.tables import SearchLog, validate_log
 from datamodules.text_encoding import TextEncoder
+from labeling.propensity import PropensityEstimate, estimate_propensities
 from labeling.sampling import sample_mask
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class SearchLogDataModule(L.LightningDataModule):
         self._log: SearchLog | None = None
         self._fingerprint: str | None = None
         self._encoders: dict[str | None, TextEncoder] = {}
+        self._train_propensities: PropensityEstimate | None = None
         self.notes: list[str] = []  # what the log lacks, and what is skipped for it
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -79,6 +82,10 @@ class SearchLogDataModule(L.LightningDataModule):
             assignment = judged_assignment(search_log.impressions, self.config.split)
         else:
             assignment = assign_splits(search_log.impressions, self.config.split)
+        simulation = getattr(self.source, "click_simulation", None)
+        if judged and simulation is not None:  # split by query first, then clicks per session
+            search_log, assignment = simulate_click_log(search_log, assignment, simulation)
+            judged = False
         features = self._feature_config(search_log)
         similarity = self._similarity(search_log, features, judged)
         labels = self._labels(search_log, assignment, similarity, judged)
@@ -93,7 +100,7 @@ class SearchLogDataModule(L.LightningDataModule):
         self._built.rows, sampled = self._sampled(self._built.rows)
         self._log = search_log
         # The adapter's own notes (rows it dropped, ...) first, then what the log lacks.
-        self.notes = [*getattr(self.source, "notes", []), *dataset_notes(search_log)]
+        self.notes = [*getattr(self.source, "notes", []), *dataset_notes(search_log, simulation)]
         if sampled:
             self.notes.append(sampled)
         self._assignment = assignment
@@ -146,6 +153,29 @@ class SearchLogDataModule(L.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         return self._loader(split, shuffle)
+
+    @property
+    def has_logged_positions(self) -> bool:
+        """Whether ``position`` is where each item was shown: not in a judged dataset, whose
+        ``position`` is only the pairs' order in its files."""
+        return not is_judged(self.log)
+
+    def training_propensities(self) -> PropensityEstimate:
+        """The examination propensity per position, estimated from the training part of the
+        log only, by the labeling's estimator and method (``labels.labeling.propensity_method``);
+        never from a simulator's truth. Estimated once per DataModule (it is deterministic)."""
+        if not self.has_logged_positions:
+            raise ValueError(
+                "cannot estimate position bias: this dataset is judged pairs, whose 'position' "
+                "is the order of its files, not where items were shown"
+            )
+        if self._train_propensities is None:
+            train = self._assignment.filter(pl.col("split") == "train")["request_id"]
+            impressions = self._log.impressions.filter(pl.col("request_id").is_in(train.implode()))
+            self._train_propensities = estimate_propensities(
+                impressions, method=self.config.labels.labeling.propensity_method
+            )
+        return self._train_propensities
 
     def text_encoder(self, name: str | None = None) -> TextEncoder:
         """The text encoder of the labels and features (``name`` None), or another one by
@@ -214,11 +244,19 @@ class SearchLogDataModule(L.LightningDataModule):
             return features
         return replace(features, lexical_overlap=False, text_similarity=False)
 
+    def _label_config(self, search_log: SearchLog) -> LabelConfig:
+        """The configured labels, from behaviour alone when products have no title (a judged
+        dataset's semi-synthetic clicks, LETOR's): there is no text to compare."""
+        labels = self.config.labels
+        if "title" in search_log.products.columns or not labels.labeling.use_similarity:
+            return labels
+        return replace(labels, labeling=replace(labels.labeling, use_similarity=False))
+
     def _similarity(
         self, search_log: SearchLog, features: FeatureConfig, judged: bool = False
     ) -> pl.DataFrame | None:
         """Query-title similarity per pair, when the labels or the features need it."""
-        labels = self.config.labels
+        labels = self._label_config(search_log)
         derives = not judged and labels.relevance == "derived" and labels.labeling.use_similarity
         if not (features.text_similarity or derives):
             return None
@@ -236,7 +274,7 @@ class SearchLogDataModule(L.LightningDataModule):
         if judged:  # the people's grades are the relevance task; nothing is derived
             return impressions.select(pl.col(JUDGMENT).alias("relevance"))
         labels = impressions.select(list(search_log.behaviours)).with_columns(
-            relevance_labels(search_log, assignment, self.config.labels, similarity)
+            relevance_labels(search_log, assignment, self._label_config(search_log), similarity)
         )
         if search_log.truth is not None:
             truth = impressions.select("request_id", "product_id").join(
@@ -325,9 +363,10 @@ def sampling_note(train: pl.DataFrame, kept: pl.DataFrame) -> str:
     )
 
 
-def dataset_notes(search_log: SearchLog) -> list[str]:
-    """What the log lacks, and which tasks and features are skipped because of it."""
-    notes = []
+def dataset_notes(search_log: SearchLog, simulation: SimulateClicks | None = None) -> list[str]:
+    """What the log lacks, and which tasks and features are skipped because of it;
+    ``simulation``: the settings of semi-synthetic clicks the log was made with."""
+    notes = [simulation_note(simulation)] if simulation is not None else []
     impressions = search_log.impressions
     if JUDGMENT in impressions.columns:
         notes.append(
@@ -344,9 +383,11 @@ def dataset_notes(search_log: SearchLog) -> list[str]:
     for behaviour in ("add_to_cart", "purchase"):
         if behaviour not in impressions.columns:
             notes.append(f"no {behaviour}: its task and rate features are skipped")
-    if not search_log.has_timestamps:
+    if not search_log.has_timestamps and simulation is None:
         notes.append("no timestamps: the split is by request at random, not by time")
-    if "description" not in search_log.products.columns:
+    if "title" not in search_log.products.columns:
+        notes.append("no product text: the text-match features are off, labels use behaviour only")
+    elif "description" not in search_log.products.columns:
         notes.append("no product description: query and title are the only texts")
     attributes = [
         c

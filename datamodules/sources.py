@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from datamodules.loaders import read_log_dir
+from datamodules.settings import as_mapping
 from datamodules.simulator.config import DEFAULT_PRESET
 from datamodules.tables import SearchLog
 
@@ -108,10 +109,37 @@ class MappedLogSource(PathSource):
 
 
 @dataclass
-class LetorSource(PathSource):
+class JudgedSource(PathSource):
+    """A judged dataset. Each subclass takes, as its last option, ``simulate_clicks``: None
+    for the graded pairs, or the settings that turn them into a click log (see
+    ``datamodules.semi_synthetic``), typed and checked here, before any data is read."""
+
+    click_gain: ClassVar[str] = "exponential"  # how its judgments map to attraction
+
+    def __post_init__(self) -> None:
+        from datamodules.semi_synthetic import simulation_settings
+
+        self.click_simulation = simulation_settings(
+            self.simulate_clicks, self.name, *self.logging_features(), self.click_gain
+        )
+
+    def logging_features(self) -> tuple[str, str]:
+        """A regular expression of the numeric columns a ``logging: feature`` ranker may
+        read, and the same in words."""
+        return "", "none"
+
+    def options(self) -> dict:
+        if self.click_simulation is None:  # so records of the graded pairs stay as they were
+            return {}
+        return {"simulate_clicks": as_mapping(self.click_simulation)}
+
+
+@dataclass
+class LetorSource(JudgedSource):
     """A folder of LETOR / SVMlight files (see ``datamodules.letor``)."""
 
     name: str = "letor"
+    simulate_clicks: dict | bool | None = None
     data_hint: ClassVar[str] = "its folder of train/vali/test files"
 
     def read(self) -> SearchLog:
@@ -119,18 +147,23 @@ class LetorSource(PathSource):
 
         return read_letor(self.path)
 
+    def logging_features(self) -> tuple[str, str]:
+        return r"f\d+", "f<id> of its files (e.g. f110, BM25 of the whole document in MSLR)"
+
 
 @dataclass
-class EsciSource(PathSource):
+class EsciSource(JudgedSource):
     """Amazon Shopping Queries, one locale and version (see ``datamodules.esci``)."""
 
     locale: str = "us"
     version: str = "small"
     gains: dict | None = None
+    simulate_clicks: dict | bool | None = None
     name: str = "esci"
     data_hint: ClassVar[str] = (
         "the folder of its two Parquet files (e.g. --data esci-data/shopping_queries_dataset)"
     )
+    click_gain: ClassVar[str] = "linear"  # its judgments are NDCG gains already
 
     def __post_init__(self) -> None:
         from datamodules.esci import GAINS, LOCALES, VERSIONS, check_choice
@@ -139,6 +172,7 @@ class EsciSource(PathSource):
         check_choice("locale", self.locale, LOCALES)
         check_choice("version", self.version, tuple(VERSIONS))
         self.label_gains = label_gains("esci", GAINS, self.gains)  # checks them, too
+        super().__post_init__()
 
     def read(self) -> SearchLog:
         from datamodules.esci import read_esci
@@ -146,14 +180,16 @@ class EsciSource(PathSource):
         return read_esci(self.path, self.locale, self.version, self.gains, self.notes)
 
     def options(self) -> dict:
-        return {"locale": self.locale, "version": self.version, "gains": self.label_gains}
+        given = {"locale": self.locale, "version": self.version, "gains": self.label_gains}
+        return {**given, **super().options()}
 
 
 @dataclass
-class WandsSource(PathSource):
+class WandsSource(JudgedSource):
     """Wayfair WANDS (see ``datamodules.wands``)."""
 
     gains: dict | None = None
+    simulate_clicks: dict | bool | None = None
     name: str = "wands"
     data_hint: ClassVar[str] = "its folder (e.g. --data WANDS/dataset)"
 
@@ -162,14 +198,20 @@ class WandsSource(PathSource):
         from datamodules.wands import GAINS
 
         self.label_gains = label_gains("wands", GAINS, self.gains)  # checks them, too
+        super().__post_init__()
 
     def read(self) -> SearchLog:
         from datamodules.wands import read_wands
 
         return read_wands(self.path, self.gains, self.notes)
 
+    def logging_features(self) -> tuple[str, str]:
+        from datamodules.wands import NUMERIC_COLUMNS
+
+        return "|".join(NUMERIC_COLUMNS), ", ".join(NUMERIC_COLUMNS)
+
     def options(self) -> dict:
-        return {"gains": self.label_gains}
+        return {"gains": self.label_gains, **super().options()}
 
 
 PATH_SOURCES: dict[str, type[PathSource]] = {
@@ -228,7 +270,8 @@ def make_source(
     progress: bool = False,
     options: dict | None = None,
 ):
-    """The source of ``dataset``; ``options`` are its ``dataset_options`` (esci, wands)."""
+    """The source of ``dataset``; ``options`` are its ``dataset_options`` (letor, esci,
+    wands)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     options = dataset_options(dataset, options)

@@ -7,7 +7,10 @@ that fits it with one shared ``Trainer`` setup:
 - **loss** per task, weighted by ``task_weights``: listwise softmax cross-entropy over each
   query group by default (the target distribution is proportional to the gain ``2^rel - 1``
   for graded labels and to the label for binary ones; groups without a positive are skipped),
-  or ``loss: pointwise`` (binary cross-entropy, graded labels scaled to [0, 1]);
+  or ``loss: pointwise`` (binary cross-entropy, graded labels scaled to [0, 1]), or one that
+  debiases the click-type tasks for position inside the loss (``loss: ips_listwise``, inverse
+  propensity scoring with the suite's estimate, or ``loss: dla``, the Dual Learning Algorithm;
+  :mod:`models.unbiased_losses`), the ``relevance`` task keeping the listwise loss;
 - **AdamW**, with ``lr`` and ``weight_decay``;
 - **early stopping and checkpointing on validation NDCG@10** of the ranking score (the
   ``score_task`` head), restoring the best epoch's weights;
@@ -43,6 +46,16 @@ from datamodules.batches import RankingBatch
 from datamodules.features import FeatureSpec
 from models.base import Ranker
 from models.devices import device_record, gather_everywhere
+from models.unbiased_losses import (
+    CLICK_TASKS,
+    UNBIASED_LOSSES,
+    PropensityTower,
+    TowerParameterGroup,
+    build_debiasing,
+    check_click_tasks,
+    check_propensity_clip,
+    require_logged_positions,
+)
 from models.validation_ndcg import batch_ndcg
 
 GRADED_TASKS = ("relevance",)
@@ -61,9 +74,21 @@ class TrainingSettings:
     weight_decay: float = 1e-5
     max_epochs: int = 20
     patience: int = 3
-    loss: Literal["listwise", "pointwise"] = "listwise"
+    loss: Literal["listwise", "pointwise", "ips_listwise", "dla"] = "listwise"
     task_weights: dict[str, float] = field(default_factory=lambda: {"relevance": 1.0})
     score_task: str = "relevance"
+    # ips_listwise and dla: propensities are clipped from below here, so no click weighs more
+    # than 1 / propensity_clip (20).
+    propensity_clip: float = 0.05
+    # dla: the propensity tower's learning rate (Adam, one log-propensity per position). The
+    # ranker's 1e-3 would move it by at most 0.001 a step, too little in a few hundred steps;
+    # 0.05 is also the learning rate of DLA's reference implementation (ULTRA, with Adagrad).
+    propensity_lr: float = 0.05
+
+    def __post_init__(self):
+        check_propensity_clip(self.propensity_clip)
+        if self.propensity_lr <= 0:
+            raise ValueError(f"propensity_lr must be positive, not {self.propensity_lr}")
 
 
 # --------------------------------------------------------------------------- losses
@@ -94,6 +119,7 @@ def pointwise_loss(
 
 
 LOSSES = {"listwise": listwise_softmax_loss, "pointwise": pointwise_loss}
+LOSS_NAMES = (*LOSSES, *UNBIASED_LOSSES)
 
 
 # --------------------------------------------------------------------------- the module
@@ -113,10 +139,15 @@ class RankingNet(L.LightningModule):
                 f"task_weights name task(s) this dataset lacks: {', '.join(unknown)}; "
                 f"tasks: {', '.join(spec.tasks)}"
             )
-        if config["loss"] not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {config['loss']!r}")
+        if config["loss"] not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, not {config['loss']!r}")
         self.task_weights = {t: float(w) for t, w in weights.items() if w}
         self._check_scored_tasks(config)
+        check_click_tasks(config["loss"], self.task_weights, spec.tasks)
+        if config["loss"] in UNBIASED_LOSSES:
+            check_propensity_clip(config["propensity_clip"])
+        # ips_listwise and dla: set by NeuralRanker.fit from the training log's positions.
+        self.debiasing: nn.Module | None = None
         self._val_sum, self._val_count = 0.0, 0
 
     def _check_scored_tasks(self, config: dict[str, Any]) -> None:
@@ -146,14 +177,21 @@ class RankingNet(L.LightningModule):
 
     def training_step(self, batch: RankingBatch, batch_index: int) -> torch.Tensor:
         outputs = self(batch)
-        loss_fn = LOSSES[self.config["loss"]]
-        losses = {
-            task: loss_fn(outputs[task], batch.labels[task], batch.mask, task in GRADED_TASKS)
-            for task in self.task_weights
-        }
+        losses = {task: self.task_loss(task, outputs[task], batch) for task in self.task_weights}
         loss = self.combine_losses(losses)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch.mask.shape[0])
         return loss
+
+    def task_loss(self, task: str, logits: torch.Tensor, batch: RankingBatch) -> torch.Tensor:
+        """One task's loss: debiased for position on click-type tasks under ``ips_listwise``
+        and ``dla``, the configured plain loss (listwise for those two) otherwise."""
+        labels, name = batch.labels[task], self.config["loss"]
+        if name in UNBIASED_LOSSES and task in CLICK_TASKS:
+            if self.debiasing is None:
+                raise RuntimeError(f"loss {name!r} is set up by NeuralRanker.fit, from the log")
+            return self.debiasing(logits, labels, batch.position, batch.mask)
+        loss_fn = LOSSES.get(name, listwise_softmax_loss)
+        return loss_fn(logits, labels, batch.mask, task in GRADED_TASKS)
 
     def combine_losses(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss from the per-task losses: their ``task_weights`` sum."""
@@ -237,8 +275,17 @@ class NeuralRanker(Ranker):
 
     def fit(self, datamodule) -> None:
         L.seed_everything(self.seed, verbose=False)
+        require_logged_positions(self.settings.loss, datamodule)
         self.module = self.build_module(datamodule)
+        self.module.debiasing = build_debiasing(
+            self.settings.loss, self.settings.propensity_clip, datamodule
+        )
         history = _History()
+        callbacks = [history]
+        if isinstance(self.module.debiasing, PropensityTower):
+            callbacks.append(
+                TowerParameterGroup(self.module.debiasing, self.settings.propensity_lr)
+            )
         if self.scratch_dir is not None:
             Path(self.scratch_dir).mkdir(parents=True, exist_ok=True)
         with (
@@ -257,7 +304,7 @@ class NeuralRanker(Ranker):
             trainer = L.Trainer(
                 **self.trainer_config.trainer_kwargs(),
                 max_epochs=self.settings.max_epochs,
-                callbacks=[checkpoint, stopping, history],
+                callbacks=[checkpoint, stopping, *callbacks],
                 deterministic=True,  # the one place deterministic algorithms are switched on
                 logger=self._logger(),
                 # Every 10 steps, or every step of an epoch shorter than that: a curve, always.
@@ -284,6 +331,8 @@ class NeuralRanker(Ranker):
             "history": history.epochs,
             "device": device_record(trainer),
         }
+        if self.module.debiasing is not None:  # the propensities it weighted clicks by
+            self.training_summary["debiasing"] = self.module.debiasing.summary
 
     def _logger(self):
         """Lightning's own W&B logger on the driver's run (curves stream while training), or
