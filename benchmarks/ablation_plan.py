@@ -50,7 +50,7 @@ def load_ablation(path: str | Path | None = None) -> AblationPlan:
     path = Path(path) if path is not None else PACKAGED_VARIANTS
     if not path.is_file():
         raise ValueError(f"variants file not found: {path}")
-    content = _read_yaml(path)
+    content = read_yaml(path)
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a mapping with 'model' and 'variants'")
     unknown = sorted(map(str, set(content) - set(FILE_KEYS)))
@@ -69,7 +69,7 @@ def load_ablation(path: str | Path | None = None) -> AblationPlan:
     return plan
 
 
-def _read_yaml(path: Path):
+def read_yaml(path: Path):
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -97,7 +97,9 @@ def _variant(name: str, body, path: Path) -> Variant:
         if not isinstance(body.get(key) or {}, dict):
             raise ValueError(f"{where}: {key} must be a mapping of settings")
     description = body.get("description") or (
-        "the reference: the model with the bench settings" if name == REFERENCE else _describe(body)
+        "the reference: the model with the bench settings"
+        if name == REFERENCE
+        else describe_settings(body)
     )
     if not isinstance(description, str):
         raise ValueError(f"{where}: description must be one line of text")
@@ -109,7 +111,7 @@ def _variant(name: str, body, path: Path) -> Variant:
     )
 
 
-def _describe(body: dict) -> str:
+def describe_settings(body: dict) -> str:
     """A variant without a description is described by its settings."""
     settings = [
         f"model_config.{key}={json.dumps(value)}"
