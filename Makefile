@@ -16,11 +16,14 @@ MODELS  ?= xgboost tabnet ft_transformer dcn_v2 mmoe mtl_tinybert
 SEEDS   ?= 0 1 2
 BENCH_ARGS ?=
 ABLATE_ARGS ?=
+STUDY_ARGS ?=
+TUNE_ARGS ?=
+TUNED_DIR ?= results/simulator-$(PRESET)-tuning
 
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install lock bench ablate test lint clean
+.PHONY: install lock bench ablate tune study study-letor test lint clean
 
 install: $(STAMP)
 
@@ -45,6 +48,23 @@ bench: $(STAMP)
 
 ablate: $(STAMP)
 	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(ABLATE_ARGS)
+
+# Tune every model with the same budget, then benchmark the defaults and the tuned settings.
+tune: $(STAMP)
+	$(VENV)/bin/rankbench tune --dataset simulator --preset $(PRESET) --models $(MODELS) $(TUNE_ARGS)
+	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
+		--models $(MODELS) --seeds $(SEEDS) --tuned $(TUNED_DIR) $(BENCH_ARGS)
+
+# The debiasing study (benchmarks/configs/debiasing.yaml): signals x click models.
+study: $(STAMP)
+	$(VENV)/bin/rankbench study --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(STUDY_ARGS)
+
+# The same question on semi-synthetic clicks over a LETOR-format dataset written from the
+# simulator (build/ is git-ignored; the files are made again, identically, on any machine).
+study-letor: $(STAMP)
+	$(VENV)/bin/rankbench simulate --preset ci --format letor --out build/simulated-letor
+	$(VENV)/bin/rankbench study --dataset letor --data build/simulated-letor \
+		--study-file benchmarks/configs/debiasing-letor.yaml --seeds $(SEEDS) $(STUDY_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest

@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rankbench: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        finished = "trials" if args.command == "tune" else "runs"
         print(
-            "rankbench: interrupted; finished runs are kept and will be skipped next time",
+            f"rankbench: interrupted; finished {finished} are kept and will be skipped next time",
             file=sys.stderr,
         )
         return 130
@@ -88,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a simulator setting, e.g. position_bias=1.5",
     )
+    simulate.add_argument(
+        "--format",
+        choices=["tables", "letor"],
+        default="tables",
+        help="tables: the canonical tables (default); letor: a LETOR-format judged dataset "
+        "(train/vali/test.txt) of the log's queries, consensus judgments and retrieval features",
+    )
     simulate.set_defaults(handler=_simulate)
 
     label = commands.add_parser(
@@ -116,8 +124,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--models", nargs="+", help="registered model names, e.g. xgboost")
     _add_run_options(bench, "benchmark name (default: <dataset>-<preset>)")
+    bench.add_argument(
+        "--tuned",
+        type=Path,
+        metavar="DIR",
+        help="a `rankbench tune` folder: also run each model with its tuned settings, as a "
+        "row '<model> (tuned)' beside its own",
+    )
     _add_trainer_options(bench)
     bench.set_defaults(handler=_bench)
+
+    tune = commands.add_parser(
+        "tune",
+        help="tune every model's settings with the same Optuna budget",
+        description="For each model, an Optuna study (seeded TPE or random sampler) of the "
+        "same number of trials and the same time cap: each trial fits the model with "
+        "settings drawn from its search space (benchmarks/search_spaces/) and scores the "
+        "validation split's NDCG@10 of the relevance label; the test split is never scored. "
+        "Studies (SQLite) and each model's best settings go to <out>/<name>-tuning/; an "
+        "interrupted study resumes, and `rankbench bench --tuned <that folder>` benchmarks "
+        "the tuned settings beside the defaults.",
+    )
+    _add_common_options(
+        tune, "override any setting, e.g. tune.seed=1 or model_config.xgboost.n_estimators=500"
+    )
+    tune.add_argument("--models", nargs="+", help="registered model names, e.g. xgboost")
+    tune.add_argument("--trials", type=int, help="trials per model (default: 20)")
+    tune.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        metavar="SECONDS",
+        help="no trial starts once a model's trials took this long (default: 3600)",
+    )
+    tune.add_argument("--sampler", help="tpe | random (default: tpe)")
+    _add_output_options(tune, "results go to <out>/<name>-tuning (default: <dataset>-<preset>)")
+    _add_trainer_options(tune)
+    tune.set_defaults(handler=_tune)
 
     ablate = commands.add_parser(
         "ablate",
@@ -147,12 +190,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     ablate.add_argument("--model", help="ablate this registered model instead of the file's")
     ablate.set_defaults(handler=_ablate)
+
+    study = commands.add_parser(
+        "study",
+        help="run a study: rows (models and signals) under columns (conditions of the data)",
+        description="Train and evaluate every row x column x seed of a study file (the packaged "
+        "debiasing study by default: raw clicks, derived labels and debiased losses under the "
+        "pbm, cascade and dbn click models), each cell a small benchmark on the same test "
+        "split per column, and write one table of the headline metric to "
+        "<output>/<name>-<study>/. Finished runs are skipped when rerun.",
+    )
+    _add_common_options(study, "override any bench setting, e.g. model_config.mmoe.max_epochs=5")
+    _add_run_options(study, "results go to <out>/<name>-<study> (default: <dataset>-<preset>)")
+    study.add_argument(
+        "--study-file",
+        type=Path,
+        help="YAML file of rows and columns (default: benchmarks/configs/debiasing.yaml)",
+    )
+    study.add_argument("--rows", nargs="+", metavar="NAME", help="run these rows only")
+    study.add_argument("--columns", nargs="+", metavar="NAME", help="run these columns only")
+    study.set_defaults(handler=_study)
     return parser
 
 
 def _add_run_options(parser: argparse.ArgumentParser, name_help: str) -> None:
     """Seeds, naming, output, W&B, plugins and reruns: the same for bench and ablate."""
     parser.add_argument("--seeds", nargs="+", type=int, help="model seeds, e.g. 0 1 2")
+    _add_output_options(parser, name_help)
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="retrain every run, even those whose record matches this code, data and config",
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser, name_help: str) -> None:
+    """Naming, output, W&B and plugins: the same for bench, ablate and tune."""
     parser.add_argument("--name", help=name_help)
     parser.add_argument("--out", dest="output", help="results folder (default: results)")
     parser.add_argument(
@@ -165,11 +238,6 @@ def _add_run_options(parser: argparse.ArgumentParser, name_help: str) -> None:
         default=[],
         metavar="MODULE_OR_FILE",
         help="import a module or .py file that registers extra models",
-    )
-    parser.add_argument(
-        "--rerun",
-        action="store_true",
-        help="retrain every run, even those whose record matches this code, data and config",
     )
 
 
@@ -218,12 +286,18 @@ def _simulate(args, argv) -> int:
     from datamodules.simulator import DEFAULT_PRESET, preset, write_log
 
     overrides = {}
-    for assignment in args.set:
-        overrides.update(parse_assignment(assignment))
+    for assignment in args.set:  # `simulator.position_bias=2` as bench takes it, or without
+        overrides.update(parse_assignment(assignment.removeprefix("simulator.")))
     if args.seed is not None:
         overrides["seed"] = args.seed
     config = preset(args.preset or DEFAULT_PRESET, **overrides)
-    summary = write_log(config, args.out, progress=True)
+    if args.format == "letor":
+        from datamodules.simulator import simulate
+        from datamodules.simulator.letor_export import write_letor
+
+        summary = write_letor(simulate(config, progress=True), args.out, seed=config.seed)
+    else:
+        summary = write_log(config, args.out, progress=True)
     print(f"wrote {args.out}: {summary}")
     return 0
 
@@ -250,10 +324,12 @@ def _label(args, argv) -> int:
 
 def _bench(args, argv) -> int:
     from benchmarks.runner import run_benchmark
+    from benchmarks.tuning_store import load_tuned
 
     spec = _run_spec(args, models=args.models)
+    tuned = load_tuned(args.tuned, spec) if args.tuned is not None else None
     command = shlex.join(["rankbench", *argv])
-    outcome = run_benchmark(spec, command, progress=not args.quiet, rerun=args.rerun)
+    outcome = run_benchmark(spec, command, progress=not args.quiet, rerun=args.rerun, tuned=tuned)
     if not outcome.writer:  # another process of a multi-device run: the first one reports
         return 0
     print()
@@ -295,8 +371,59 @@ def _ablate(args, argv) -> int:
     return 0
 
 
-def _run_spec(args, models: list[str] | None = None):
-    """The run specification of a bench or ablate command line (plugins imported first)."""
+def _tune(args, argv) -> int:
+    from benchmarks.tune import run_tuning
+
+    budget = {"trials": args.trials, "timeout_s": args.timeout_s, "sampler": args.sampler}
+    spec = _run_spec(
+        args, models=args.models, tune={k: v for k, v in budget.items() if v is not None}
+    )
+    outcome = run_tuning(spec, progress=not args.quiet)
+    print()
+    print(outcome.markdown)
+    print(
+        f"\nstudies and best settings: {outcome.folder}/<model>.sqlite3, <model>.best.yaml; "
+        f"benchmark them beside the defaults with `rankbench bench ... --tuned {outcome.folder}`"
+    )
+    _print_wandb_folder(spec, outcome.folder)
+    failed = [f"{o.model} {f}" for o in outcome.studies for f in o.failed]
+    unfinished = [o.model for o in outcome.studies if o.best is None]
+    if failed or unfinished:
+        without = f"no finished trial for {', '.join(unfinished)}; " if unfinished else ""
+        print(
+            f"rankbench: {without}{len(failed)} trial(s) failed: {'; '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _study(args, argv) -> int:
+    from benchmarks.study import run_study
+
+    spec = _run_spec(args)
+    command = shlex.join(["rankbench", *argv])
+    outcome = run_study(
+        spec,
+        command,
+        study_file=args.study_file,
+        rows=args.rows,
+        columns=args.columns,
+        progress=not args.quiet,
+        rerun=args.rerun,
+    )
+    if not outcome.writer:  # another process of a multi-device run: the first one reports
+        return 0
+    print()
+    print(outcome.markdown)
+    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, study.json)")
+    _print_wandb_folder(spec, outcome.folder)
+    return 0
+
+
+def _run_spec(args, models: list[str] | None = None, tune: dict | None = None):
+    """The run specification of a bench, ablate or tune command line (plugins imported
+    first)."""
     from benchmarks.config import load_spec
     from benchmarks.runner import import_plugins
 
@@ -306,11 +433,12 @@ def _run_spec(args, models: list[str] | None = None):
         "preset": args.preset,
         "data_path": args.data_path,
         "models": models,
-        "seeds": args.seeds,
+        "seeds": getattr(args, "seeds", None),  # tune has none: its trials' seed is tune.seed
         "name": args.name,
         "output": args.output,
         "threads": args.threads,
         "wandb": {"mode": args.wandb} if args.wandb else None,
+        "tune": tune or None,
     }
     trainer = {
         key: value

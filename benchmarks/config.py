@@ -81,9 +81,16 @@ def default_name(spec: RunSpec) -> str:
     """``simulator-<preset>``, ``retrotech``, ``logdir-<folder name>``,
     ``files-<mapping's folder>-<mapping file name>``, ``letor-<parent>-<folder name>`` (so
     ``MQ2008/Fold1`` and ``MSLR-WEB10K/Fold1``, or two ``map.yaml`` files, do not share one
-    results folder), ``esci-<locale>-<version>`` or ``wands``."""
+    results folder), ``esci-<locale>-<version>`` or ``wands``; a judged dataset turned into a
+    click log (``dataset_options.simulate_clicks``) adds ``-clicks-<click model>``."""
     if spec.dataset == "simulator":
         return f"simulator-{spec.preset}"
+    clicks = spec.dataset_options.get("simulate_clicks")
+    if clicks:
+        model = (clicks if isinstance(clicks, dict) else {}).get("click_model", "pbm")
+        others = {k: v for k, v in spec.dataset_options.items() if k != "simulate_clicks"}
+        judged = default_name(spec.changed(dataset_options=others))
+        return f"{judged}-clicks-{model}"
     if spec.dataset == "esci":
         options = {**DATASET_OPTIONS["esci"], **spec.dataset_options}
         return f"esci-{options['locale']}-{options['version']}"

@@ -3,7 +3,9 @@
 A run whose record already exists (same config, data, split, code, lock and, where it
 matters, thread count: ``benchmarks/reuse.py``) is skipped, so an interrupted benchmark
 resumes where it stopped and a finished one only rebuilds its tables
-(``benchmarks/summary.py``, from every valid record of the folder).
+(``benchmarks/summary.py``, from every valid record of the folder). With tuned settings
+(``rankbench bench --tuned``, ``benchmarks/tuning_store.py``) each model also runs with its
+tuned settings over the run's own, as ``<model>+tuned-seed<seed>``, its own row.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from benchmarks.records import (
 from benchmarks.reuse import run_settings, stale_reasons
 from benchmarks.spec import RunSpec
 from benchmarks.summary import write_summary
+from benchmarks.tuning_store import Tuned, run_name, tuned_spec
 from benchmarks.wandb_logging import WandbRuns, wandb_config
 from datamodules import SearchLogDataModule
 from datamodules.threads import apply_threads, resolve_threads
@@ -84,10 +87,16 @@ def prepare_datamodule(spec: RunSpec, progress: bool = True, echo=print) -> Sear
 
 
 def run_benchmark(
-    spec: RunSpec, command: str, progress: bool = True, echo=print, rerun: bool = False
+    spec: RunSpec,
+    command: str,
+    progress: bool = True,
+    echo=print,
+    rerun: bool = False,
+    tuned: dict[str, Tuned] | None = None,
 ) -> BenchmarkOutcome:
-    """Run every model x seed; ``rerun`` retrains even where a matching record exists. The
-    summary is built from every valid record in the folder, not only this command's."""
+    """Run every model x seed, and with ``tuned`` each model's tuned settings too; ``rerun``
+    retrains even where a matching record exists. The summary is built from every valid
+    record in the folder, not only this command's."""
     for model in spec.models:
         get_ranker(model)  # fail fast on a misspelt model name, before any data work
     apply_threads(resolve_threads(spec.threads))
@@ -101,14 +110,15 @@ def run_benchmark(
 
     datamodule = prepare_datamodule(spec, progress, echo)
     store.clear_scratch()  # checkpoints a killed run left behind
-    ran, skipped = run_models(datamodule, spec, store, wandb, progress, rerun)
+    ran, skipped = run_models(datamodule, spec, store, wandb, progress, rerun, tuned=tuned)
     if not first:
         return BenchmarkOutcome(folder, pl.DataFrame(), "", ran, skipped, [], [], writer=False)
 
     summary = write_summary(spec, datamodule, store, folder, command)
     for record in summary.valid:  # the group holds every model of the table, each once
         settings = (record["model"], record["seed"], record["config"], record.get("environment"))
-        wandb.log_reused(record["run_id"], wandb_config(*settings), record)
+        variant = "tuned" if record.get("tuned") else None
+        wandb.log_reused(record["run_id"], wandb_config(*settings, variant), record)
     files = [folder / name for name in ("summary.md", "summary.csv", "ndcg.png", "runs")]
     wandb.log_summary(summary.table, {"benchmark": spec.name, "command": command}, files)
     return BenchmarkOutcome(
@@ -124,25 +134,34 @@ def run_models(
     progress: bool = True,
     rerun: bool = False,
     variant: str | None = None,
+    tuned: dict[str, Tuned] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Train and record every model x seed of ``spec`` on a prepared ``datamodule`` into
-    ``store``; returns the run ids (ran, skipped). A run whose record matches is skipped
-    unless ``rerun`` (and logged to W&B once, as reused); a new run streams to its W&B run
-    while it trains (an ablation names its runs by ``variant``). A run that raises, or
-    scores a row NaN or infinite, leaves a failure record (model, seed, stage, error) and
-    the others go on; it is tried again by the next command."""
+    ``store``, and each model of ``tuned`` again with its tuned settings
+    (``<model>+tuned-seed<seed>``); returns the run ids (ran, skipped). A run whose record
+    matches is skipped unless ``rerun`` (and logged to W&B once, as reused); a new run
+    streams to its W&B run while it trains (an ablation names its runs by ``variant``). A
+    run that raises, or scores a row NaN or infinite, leaves a failure record (model, seed,
+    stage, error) and the others go on; it is tried again by the next command."""
     ran, skipped = [], []
     say = tqdm.write if store.writer else _silent  # one process speaks for a multi-device run
     threads = apply_threads(resolve_threads(spec.threads))
-    runs = [(m, s) for m in spec.models for s in spec.seeds]
-    for model, seed in tqdm(runs, desc="runs", unit="run", disable=not progress):
-        run_id = f"{model}-seed{seed}"
-        run_config = run_settings(spec, datamodule, model)
+    tuned = tuned or {}
+    runs = []
+    for model in spec.models:  # each model's own runs, then its tuned ones
+        for found in [None, tuned[model]] if model in tuned else [None]:
+            runs += [(model, seed, found) for seed in spec.seeds]
+    for model, seed, found in tqdm(runs, desc="runs", unit="run", disable=not progress):
+        run_spec = spec if found is None else tuned_spec(spec, model, found.settings)
+        extra = {} if found is None else {"tuned": found.provenance()}
+        run_id = f"{run_name(model, found is not None)}-seed{seed}"
+        run_config = run_settings(run_spec, datamodule, model)
         expected = config_hash(run_config)
         record = None if rerun else store.finished(run_id, expected)
         name = f"{variant}-seed{seed}" if variant else run_id
-        shown = wandb_config(model, seed, run_config, environment(threads), variant)
-        if record and not stale_reasons(record, datamodule, spec, threads):
+        shown_variant = variant or ("tuned" if found is not None else None)
+        shown = wandb_config(model, seed, run_config, environment(threads), shown_variant)
+        if record and not stale_reasons(record, datamodule, run_spec, threads):
             say(f"skip {run_id}: finished earlier (record {store.record_path(run_id)})")
             if wandb is not None:
                 wandb.log_reused(name, shown, record)
@@ -156,14 +175,16 @@ def run_models(
                 seed,
                 run_config,
                 expected,
-                spec,
+                run_spec,
                 store,
                 threads,
                 progress,
                 live,
+                run_id,
+                extra,
             )
         except RunFailed as failure:
-            failed = failure.record(run_id, model, seed)
+            failed = failure.record(run_id, model, seed) | extra
             store.write_failure(failed)
             if wandb is not None:
                 wandb.finish(live, None, failed)
@@ -209,6 +230,8 @@ def _run_one(
     threads: int,
     progress: bool = True,
     live=None,
+    run_id: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     stage = "build"
     try:
@@ -237,7 +260,7 @@ def _run_one(
     except Exception as error:  # noqa: BLE001 (any model error: recorded, the rest go on)
         raise RunFailed(stage, error) from error
     record = {
-        "run_id": f"{model}-seed{seed}",
+        "run_id": run_id or f"{model}-seed{seed}",
         "benchmark": spec.name,
         "model": model,
         "seed": seed,
@@ -255,6 +278,7 @@ def _run_one(
         "training": ranker.training_summary,
         "metrics": metrics,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **(extra or {}),  # a tuned run's settings and where they came from
     }
     store.write(record, per_query)
     return record

@@ -1,6 +1,6 @@
-"""The run specification: every setting a bench, ablate or label command uses, typed:
+"""The run specification: every setting a bench, ablate, tune or label command uses, typed:
 dataset, data (splits, features, labels, the text encoder), models and their settings, seeds,
-threads, the Trainer's devices, metrics and W&B.
+threads, the Trainer's devices, metrics, the tuning budget and W&B.
 
 A :class:`RunSpec` is built once (``benchmarks/config.py``: the packaged defaults, the
 dataset's defaults, the user's file and the command line) and read by the runner, the
@@ -63,6 +63,30 @@ class WandbSpec:
 
 
 @dataclass(frozen=True)
+class TuneSpec:
+    """``rankbench tune``'s budget, the same for every model: ``trials`` trials, stopped
+    early once the study's trials have taken ``timeout_s`` seconds (None: no cap). Each trial
+    fits the model with the settings the sampler draws and scores the validation split's
+    NDCG@10 of the ``relevance`` label (the spec's metric convention and gain): never the
+    test split, never the simulator's true relevance. No trial is pruned: trees report no
+    epochs to prune on, so pruning would give the networks another budget than the trees."""
+
+    trials: int = 20
+    timeout_s: float | None = 3600.0  # per model, over its study's trials (resumes included)
+    sampler: Literal["tpe", "random"] = "tpe"  # Optuna's TPE (10 random trials first), random
+    seed: int = 0  # the sampler's seed, and the model seed of every trial's fit
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise ValueError(
+                f"tune.trials must be at least 1 (the same number for every model), "
+                f"not {self.trials}"
+            )
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"tune.timeout_s must be positive or null, not {self.timeout_s}")
+
+
+@dataclass(frozen=True)
 class RunSpec:
     name: str | None = None  # results go to <output>/<name>; None: from the dataset
     dataset: Dataset = "simulator"
@@ -80,6 +104,7 @@ class RunSpec:
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     output: str = "results"
     wandb: WandbSpec = field(default_factory=WandbSpec)
+    tune: TuneSpec = field(default_factory=TuneSpec)  # rankbench tune's budget
 
     def __post_init__(self):
         if not self.models:

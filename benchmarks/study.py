@@ -38,8 +38,7 @@ from benchmarks.report import Column, summarise
 from benchmarks.runner import prepare_datamodule, run_models
 from benchmarks.spec import RunSpec
 from benchmarks.study_plan import StudyPlan, cell_spec, load_study, study_name
-from benchmarks.summary import _reference_results as reference_results
-from benchmarks.summary import model_result, table_command
+from benchmarks.summary import model_result, reference_results, table_command
 from benchmarks.wandb_logging import WandbRuns
 from datamodules.atomic import atomic_write_text
 from datamodules.threads import resolve_threads

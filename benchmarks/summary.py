@@ -1,5 +1,7 @@
 """A benchmark folder's summary: built from every valid record in its ``runs/`` (not only the
 last command's), with stale and failed runs shown for what they are, and the reference rows.
+A model run with tuned settings (``--tuned``) has its own row, ``<model> (tuned)``, after
+the model's own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from benchmarks.records import RunStore, lock_hash
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
 from benchmarks.reuse import stale_reasons
 from benchmarks.spec import DEFAULT_MODELS, RunSpec
+from benchmarks.tuning_store import TUNED_ROW, row_name, tuned_spec
 from datamodules.atomic import atomic_write_text
 from datamodules.threads import resolve_threads
 from models import get_ranker
@@ -41,11 +44,11 @@ def write_summary(
     ``folder`` from every record in ``store``."""
     threads = resolve_threads(spec.threads)
     valid, stale = _sort_records(store, datamodule, spec, threads)
-    models = sorted(valid, key=model_order)
-    for model in models:
-        valid[model].sort(key=lambda r: r["seed"])
-    seeds = {model: [r["seed"] for r in valid[model]] for model in models}
-    results = [result_of(store, model, valid[model]) for model in models]
+    rows = sorted(valid, key=row_order)
+    for row in rows:
+        valid[row].sort(key=lambda r: r["seed"])
+    seeds = {row: [r["seed"] for r in valid[row]] for row in rows}
+    results = [result_of(store, row, valid[row]) for row in rows]
     uniform = len({tuple(s) for s in seeds.values()}) <= 1
     if not uniform:  # say which seeds each row averages
         for result in results:
@@ -53,27 +56,30 @@ def write_summary(
     results += _stale_results(store, stale)
     failures = store.failures()
     results += _failed_results(failures)
-    results += _reference_results(datamodule, spec)
+    results += reference_results(datamodule, spec)
     labels = list(datamodule.arrays("test").labels)
     columns = table_columns(labels, spec.metrics.ks)
     alpha = spec.metrics.alpha
     units = resampling_units(datamodule, spec.metrics.resample)
     table = summarise(results, columns, alpha, units=units)
     markdown = to_markdown(table, columns, alpha)
-    first = valid[models[0]][0] if models else None
+    first = valid[rows[0]][0] if rows else None
     left_out = left_out_from(first) if first else ""
     leak = leak_line(
         label_leak(datamodule, spec.metrics.ks, spec.metrics.gain, spec.metrics.scoring())
     )
     all_seeds = sorted({s for model_seeds in seeds.values() for s in model_seeds})
+    models = list(dict.fromkeys(valid[row][0]["model"] for row in rows))
     by_threads = any(not get_ranker(m).thread_independent for m in models)
+    # The folder tuned rows took their settings from, for the command that remakes them.
+    tuned = next((r["tuned"]["folder"] for row in rows for r in valid[row] if r.get("tuned")), None)
+    remake = table_command(command, models, all_seeds, threads if by_threads else None, tuned)
     over = f"seeds {', '.join(map(str, all_seeds))}" if uniform else "the seeds each row names"
     text = (
         "\n\n".join(
             [
                 f"# {spec.name}",
-                "Reproduce with: "
-                f"`{table_command(command, models, all_seeds, threads if by_threads else None)}`",
+                f"Reproduce with: `{remake}`",
                 markdown,
                 f"Mean ± std over {over} on the test split "
                 f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
@@ -110,23 +116,47 @@ def write_summary(
     plot_summary(table, columns, folder / "ndcg.png", title=spec.name)
     stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
     failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
-    records = [record for model in models for record in valid[model]]
+    records = [record for row in rows for record in valid[row]]
     return Summary(table, markdown + "\n\n" + left_out, stale_lines, failed, records)
 
 
 def _sort_records(
     store: RunStore, datamodule, spec: RunSpec, threads: int
 ) -> tuple[dict[str, list[dict]], list[tuple[str, dict | None, list[str]]]]:
-    """Every record of the folder: valid ones by model, stale ones with their reasons."""
+    """Every record of the folder: valid ones by row (the model, or the model tuned), stale
+    ones with their reasons."""
     valid: dict[str, list[dict]] = {}
     stale = []
     for run_id, record, problem in store.scan():
-        reasons = [problem] if problem else stale_reasons(record, datamodule, spec, threads)
+        reasons = [problem] if problem else _stale(record, datamodule, spec, threads)
         if reasons:
             stale.append((run_id, record, reasons))
         else:
-            valid.setdefault(record["model"], []).append(record)
+            valid.setdefault(record_row(record), []).append(record)
     return valid, stale
+
+
+def _stale(record: dict, datamodule, spec: RunSpec, threads: int) -> list[str]:
+    """Why ``record`` is stale; a tuned run is judged with its own tuned settings over the
+    spec's, as it was made."""
+    tuned = record.get("tuned")
+    if tuned and "model" in record:
+        spec = tuned_spec(spec, record["model"], tuned.get("settings") or {})
+    try:
+        return stale_reasons(record, datamodule, spec, threads)
+    except ValueError:  # tuned settings this model no longer has
+        return ["config"]
+
+
+def record_row(record: dict) -> str:
+    """The table row of a record or failure record: its model, or ``<model> (tuned)``."""
+    return row_name(record["model"], bool(record.get("tuned")))
+
+
+def row_order(row: str) -> tuple:
+    """Rows in model order, each model's tuned row after its own."""
+    tuned = row.endswith(TUNED_ROW)
+    return (*model_order(row.removesuffix(TUNED_ROW) if tuned else row), tuned)
 
 
 def _stale_results(store: RunStore, stale) -> list[ModelResult]:
@@ -135,13 +165,13 @@ def _stale_results(store: RunStore, stale) -> list[ModelResult]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for _, record, reasons in stale:
         if record is not None and "model" in record and not _unreadable(reasons):
-            groups.setdefault((record["model"], ", ".join(reasons)), []).append(record)
+            groups.setdefault((record_row(record), ", ".join(reasons)), []).append(record)
     rows = []
-    for (model, why), records in sorted(groups.items(), key=lambda g: model_order(g[0][0])):
+    for (row, why), records in sorted(groups.items(), key=lambda g: row_order(g[0][0])):
         records.sort(key=lambda r: r["seed"])
-        result = result_of(store, model, records)
+        result = result_of(store, row, records)
         seeds = ", ".join(str(r["seed"]) for r in records)
-        result.name = f"{model} (stale: {why}; seeds {seeds})"
+        result.name = f"{row} (stale: {why}; seeds {seeds})"
         result.stale = True
         rows.append(result)
     return rows
@@ -152,10 +182,10 @@ def _failed_results(failures: list[dict]) -> list[ModelResult]:
     table says the model was run."""
     seeds: dict[str, list[int]] = {}
     for failure in failures:
-        seeds.setdefault(failure["model"], []).append(failure["seed"])
+        seeds.setdefault(record_row(failure), []).append(failure["seed"])
     rows = []
-    for model in sorted(seeds, key=model_order):
-        name = f"{model} (failed; seeds {', '.join(map(str, sorted(seeds[model])))})"
+    for row in sorted(seeds, key=row_order):
+        name = f"{row} (failed; seeds {', '.join(map(str, sorted(seeds[row])))})"
         empty = pl.DataFrame({"request_id": []})
         rows.append(ModelResult(name, False, {}, empty, [], [], stale=True))
     return rows
@@ -177,12 +207,19 @@ def model_order(model: str) -> tuple[int, str]:
     return (packaged.index(model) if model in packaged else len(packaged), model)
 
 
-def table_command(command: str, models: list[str], seeds: list[int], threads: int | None) -> str:
-    """The command that reproduces the whole table: ``command`` with its models, seeds and
-    thread count replaced by the table's (and without ``--rerun`` or ``--quiet``)."""
+def table_command(
+    command: str,
+    models: list[str],
+    seeds: list[int],
+    threads: int | None,
+    tuned: str | None = None,
+) -> str:
+    """The command that reproduces the whole table: ``command`` with its models, seeds,
+    thread count and tuned-settings folder replaced by the table's (and without ``--rerun``
+    or ``--quiet``)."""
     words = shlex.split(command)
     dropped = {"--models": True, "--seeds": True, "--threads": True, "--rerun": False}
-    dropped |= {"--quiet": False, "--wandb": True}
+    dropped |= {"--quiet": False, "--wandb": True, "--tuned": True}
     kept, skipping = [], False
     for word in words:
         if word in dropped:
@@ -195,6 +232,7 @@ def table_command(command: str, models: list[str], seeds: list[int], threads: in
     kept += ["--models", *models] if models else []
     kept += ["--seeds", *map(str, seeds)] if seeds else []
     kept += ["--threads", str(threads)] if threads is not None else []
+    kept += ["--tuned", tuned] if tuned is not None else []
     return shlex.join(kept)
 
 
@@ -288,7 +326,7 @@ def result_of(store: RunStore, model: str, records: list[dict]) -> ModelResult:
     )
 
 
-def _reference_results(datamodule, spec: RunSpec) -> list[ModelResult]:
+def reference_results(datamodule, spec: RunSpec) -> list[ModelResult]:
     test = datamodule.arrays("test")
     references = reference_scores(test)
     if "true_relevance" in test.labels:

@@ -1,5 +1,6 @@
 """Weights & Biases: offline by default, one run per model x seed, grouped by benchmark (an
-ablation: one run per variant x seed, grouped by ablation).
+ablation: one run per variant x seed, grouped by ablation; a tuning: one run per model's
+study, a point per trial, grouped by tuning folder).
 
 A run is opened before its model trains, so its curves stream while it trains: neural
 rankers log through Lightning's own ``WandbLogger`` attached to their Trainer (loss per step,
@@ -109,6 +110,42 @@ class WandbRuns:
             elif path.is_file():
                 artifact.add_file(str(path))
         run.log_artifact(artifact)
+        run.finish()
+
+    # ------------------------------------------------------------------ tuning studies
+
+    def study(self, model: str, config: dict):
+        """A tuning study's run, opened before its first new trial (None when logging is
+        off). Its id comes from the folder and the model, so a resumed study logs on into
+        the same run, one step per trial number."""
+        if not self.enabled:
+            return None
+        stable = hashlib.sha256(
+            f"{self.project}/{self.folder.resolve()}/{model}".encode()
+        ).hexdigest()
+        return self._init(f"tune-{model}", "tune", config, id=f"tune-{stable[:16]}", resume="allow")
+
+    def log_trial(self, run, trial, best_value: float | None) -> None:
+        """One trial: its number, its time, its parameters as the sampler drew them, its
+        validation NDCG@10 (none where the model failed) and the study's best so far."""
+        if run is None:
+            return
+        point = {"trial": trial.number, "trial_seconds": trial.duration.total_seconds()}
+        point |= {f"params/{name}": value for name, value in trial.params.items()}
+        if trial.value is not None:
+            point["value"] = trial.value
+        if best_value is not None:
+            point["best_value"] = best_value
+        run.log(point, step=trial.number)
+
+    def finish_study(self, run, best: dict | None) -> None:
+        """Close a study's run with its best trial and settings."""
+        if run is None:
+            return
+        if best is not None:
+            keep = ("value", "trial", "trials_done", "wall_time_s", "stopped_by")
+            run.summary.update({f"best/{key}": best[key] for key in keep})
+            run.summary.update({f"best/settings/{k}": v for k, v in best["settings"].items()})
         run.finish()
 
     # ------------------------------------------------------------------ the ledger

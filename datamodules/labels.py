@@ -11,7 +11,7 @@ trains or stops on) from the whole log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -37,6 +37,14 @@ class LabelConfig:
                 f"labels.relevance must be one of {', '.join(RELEVANCE_SOURCES)}, "
                 f"not {self.relevance!r}"
             )
+
+
+def labels_for(labels: LabelConfig, log: SearchLog) -> LabelConfig:
+    """The configured labels, from behaviour alone when products have no title (a judged
+    dataset's semi-synthetic clicks, LETOR's): there is no text to compare."""
+    if "title" in log.products.columns or not labels.labeling.use_similarity:
+        return labels
+    return replace(labels, labeling=replace(labels.labeling, use_similarity=False))
 
 
 def pair_similarities(log: SearchLog, encoder: TextEncoder, progress: bool = False) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
 from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
 from datamodules.judged import JUDGMENT, is_judged, judged_assignment, validate_judged_log
-from datamodules.labels import LabelConfig, pair_similarities, relevance_labels
+from datamodules.labels import LabelConfig, labels_for, pair_similarities, relevance_labels
 from datamodules.semi_synthetic import SimulateClicks, simulate_click_log, simulation_note
 from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
 from datamodules.tables import SearchLog, validate_log
@@ -245,12 +245,7 @@ class SearchLogDataModule(L.LightningDataModule):
         return replace(features, lexical_overlap=False, text_similarity=False)
 
     def _label_config(self, search_log: SearchLog) -> LabelConfig:
-        """The configured labels, from behaviour alone when products have no title (a judged
-        dataset's semi-synthetic clicks, LETOR's): there is no text to compare."""
-        labels = self.config.labels
-        if "title" in search_log.products.columns or not labels.labeling.use_similarity:
-            return labels
-        return replace(labels, labeling=replace(labels.labeling, use_similarity=False))
+        return labels_for(self.config.labels, search_log)
 
     def _similarity(
         self, search_log: SearchLog, features: FeatureConfig, judged: bool = False

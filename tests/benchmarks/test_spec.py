@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from benchmarks.config import DEFAULTS_FILE, load_spec
-from benchmarks.spec import RunSpec
+from benchmarks.spec import RunSpec, TuneSpec
 from datamodules import DataConfig
 from datamodules.settings import as_mapping
 from models import REGISTRY
@@ -78,3 +78,13 @@ def test_a_changed_copy_leaves_the_original_alone():
     assert other.seeds == (9,) and spec.seeds == (0, 1, 2)
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.seeds = (1,)
+
+
+def test_the_tuning_budget_is_a_typed_section():
+    spec = load_spec(assignments=["tune.trials=5e1", "tune.timeout_s=null", "tune.sampler=random"])
+    assert (spec.tune.trials, spec.tune.timeout_s, spec.tune.sampler) == (50, None, "random")
+    assert isinstance(spec.tune.trials, int) and load_spec().tune == TuneSpec()
+    with pytest.raises(ValueError, match=r"^tune\.trials must be at least 1"):
+        load_spec(assignments=["tune.trials=0"])
+    with pytest.raises(ValueError, match=r"tune\.sampler must be one of tpe, random"):
+        load_spec(assignments=["tune.sampler=grid"])

@@ -154,3 +154,17 @@ def test_the_packaged_study_builds_every_cell(tmp_path):
             assert cell.models == (row.model,)
             assert cell.simulator["click_model"] == column.name
             assert source_for(cell).config().click_model == column.name  # a valid log
+
+
+def test_the_packaged_letor_study_simulates_clicks_per_column(tmp_path):
+    from tests.datamodules.test_letor import write_letor
+
+    plan = load_study(PACKAGED_STUDY.with_name("debiasing-letor.yaml"))
+    folder = str(write_letor(tmp_path / "letor"))
+    spec = load_spec(None, {"dataset": "letor", "data_path": folder}, [])
+    assert [r.name for r in plan.rows] == [r.name for r in load_study(PACKAGED_STUDY).rows]
+    for column in plan.columns:
+        for row in plan.rows:
+            cell = cell_spec(spec, plan, column, row)
+            clicks = source_for(cell).click_simulation
+            assert clicks.click_model == column.name and clicks.sessions_per_query == 10

@@ -307,3 +307,21 @@ def test_bench_runs_on_semi_synthetic_letor_clicks(letor, tmp_path, capsys):
     ndcg = dict(zip(table["model"], table["true_relevance/ndcg@10:mean"], strict=True))
     assert ndcg["xgboost"] > ndcg["ref: random"] + 0.1
     assert "semi-synthetic clicks" in (out / "letor-cascade" / "summary.md").read_text()
+
+
+def test_a_semi_synthetic_run_gets_its_own_results_folder(tmp_path):
+    from benchmarks.config import load_spec
+
+    folder = str(tmp_path / "Fold1")
+    judged = load_spec(None, {"dataset": "letor", "data_path": folder}, [])
+    clicks = load_spec(
+        None,
+        {"dataset": "letor", "data_path": folder},
+        ["dataset_options.simulate_clicks.click_model=cascade"],
+    )
+    every_default = load_spec(
+        None, {"dataset": "esci", "data_path": folder}, ["dataset_options.simulate_clicks=true"]
+    )
+    assert judged.name == f"letor-{tmp_path.name}-Fold1"
+    assert clicks.name == f"{judged.name}-clicks-cascade"
+    assert every_default.name == "esci-us-small-clicks-pbm"
