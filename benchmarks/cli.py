@@ -209,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--rows", nargs="+", metavar="NAME", help="run these rows only")
     study.add_argument("--columns", nargs="+", metavar="NAME", help="run these columns only")
+    _add_trainer_options(study)
     study.set_defaults(handler=_study)
     return parser
 

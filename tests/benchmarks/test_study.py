@@ -168,3 +168,14 @@ def test_the_packaged_letor_study_simulates_clicks_per_column(tmp_path):
             cell = cell_spec(spec, plan, column, row)
             clicks = source_for(cell).click_simulation
             assert clicks.click_model == column.name and clicks.sessions_per_query == 10
+
+
+def test_the_study_command_runs_a_study_file(study, tmp_path, capsys):
+    from benchmarks.cli import main
+
+    _, plan, _ = study
+    argv = ["study", "--preset", "tiny", "--study-file", str(plan), "--seeds", "0"]
+    argv += ["--rows", "xgb_labels", "--out", str(tmp_path), "--wandb", "disabled", "--quiet"]
+    assert main([*argv, "--threads", "1"]) == 0
+    assert "| xgb_labels | xgboost |" in capsys.readouterr().out
+    assert (tmp_path / "simulator-tiny-mini" / "summary.md").is_file()
