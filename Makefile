@@ -55,16 +55,18 @@ tune: $(STAMP)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
 		--models $(MODELS) --seeds $(SEEDS) --tuned $(TUNED_DIR) $(BENCH_ARGS)
 
-# The debiasing study (benchmarks/configs/debiasing.yaml): signals x click models.
+# The debiasing study (benchmarks/configs/debiasing.yaml): signals x click models. One thread:
+# its small fits use one core anyway, and its committed records are reused at that count.
 study: $(STAMP)
-	$(VENV)/bin/rankbench study --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(STUDY_ARGS)
+	$(VENV)/bin/rankbench study --dataset simulator --preset $(PRESET) --seeds $(SEEDS) \
+		--threads 1 $(STUDY_ARGS)
 
 # The same question on semi-synthetic clicks over a LETOR-format dataset written from the
 # simulator (build/ is git-ignored; the files are made again, identically, on any machine).
 study-letor: $(STAMP)
 	$(VENV)/bin/rankbench simulate --preset ci --format letor --out build/simulated-letor
 	$(VENV)/bin/rankbench study --dataset letor --data build/simulated-letor \
-		--study-file benchmarks/configs/debiasing-letor.yaml --seeds $(SEEDS) $(STUDY_ARGS)
+		--study-file benchmarks/configs/debiasing-letor.yaml --seeds $(SEEDS) --threads 1 $(STUDY_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
