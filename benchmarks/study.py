@@ -221,7 +221,8 @@ def _report(spec, plan, folder, cells, command, ran, skipped) -> StudyOutcome:
     models = list(dict.fromkeys(r.model for r in plan.rows))
     threads = resolve_threads(spec.threads)
     by_threads = any(not get_ranker(m).thread_independent for m in models)
-    shown_command = table_command(command, models, seeds, threads if by_threads else None)
+    # The study's rows name the models: the command keeps its own rows, not a --models list.
+    shown_command = table_command(command, [], seeds, threads if by_threads else None)
     splits = ", ".join(
         f"{c.name} {ref.split_hash} ({ref.test_requests} requests)" for c, ref, _ in cells
     )
