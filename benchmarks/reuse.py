@@ -13,8 +13,11 @@ from models import get_ranker
 def run_settings(spec: RunSpec, datamodule: SearchLogDataModule, model: str) -> dict:
     """What a model's run depends on besides code, data and environment: its record's
     ``config``, whose hash is the record's ``config_hash``."""
+    # Where the data sits is not what it is (the fingerprint says that): a fresh clone that
+    # reads the same files from another folder reuses the records.
+    dataset = {k: v for k, v in datamodule.source.describe().items() if k != "path"}
     settings = {
-        "dataset": datamodule.source.describe(),
+        "dataset": dataset,
         "data": as_mapping(spec.data),
         "model": model,
         "model_config": as_mapping(spec.ranker_settings(model)),

@@ -177,3 +177,21 @@ def test_two_processes_write_byte_identical_per_query_files(tmp_path):
 
 def test_the_default_thread_count_is_the_cores_this_process_may_use():
     assert available_cores() == len(os.sched_getaffinity(0))
+
+
+def test_the_same_files_in_another_folder_reuse_the_records(tmp_path, capsys):
+    import shutil
+
+    from benchmarks.cli import main
+    from tests.datamodules.test_letor import write_letor
+
+    first = write_letor(tmp_path / "here" / "fold")
+    moved = tmp_path / "there" / "fold"
+    shutil.copytree(first, moved)
+    argv = ["bench", "--dataset", "letor", "--models", "xgboost", "--seeds", "0", "--name", "f"]
+    argv += ["--out", str(tmp_path / "out"), "--wandb", "disabled", "--threads", "1"]
+    argv += ["--set", "model_config.xgboost.n_estimators=10"]
+    assert main([*argv, "--data", str(first)]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--data", str(moved)]) == 0
+    assert "skip xgboost-seed0: finished earlier" in capsys.readouterr().out
