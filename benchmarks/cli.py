@@ -331,12 +331,8 @@ def _bench(args, argv) -> int:
     tuned = load_tuned(args.tuned, spec) if args.tuned is not None else None
     command = shlex.join(["rankbench", *argv])
     outcome = run_benchmark(spec, command, progress=not args.quiet, rerun=args.rerun, tuned=tuned)
-    if not outcome.writer:  # another process of a multi-device run: the first one reports
+    if not _print_outcome(spec, outcome, "runs/"):
         return 0
-    print()
-    print(outcome.markdown)
-    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, runs/)")
-    _print_wandb_folder(spec, outcome.folder)
     if outcome.failed:
         print(
             f"rankbench: {len(outcome.failed)} run(s) failed: {'; '.join(outcome.failed)}",
@@ -360,15 +356,7 @@ def _ablate(args, argv) -> int:
         progress=not args.quiet,
         rerun=args.rerun,
     )
-    if not outcome.writer:  # another process of a multi-device run: the first one reports
-        return 0
-    print()
-    print(outcome.markdown)
-    print(
-        f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, ablation.json, "
-        f"one folder of run records per variant)"
-    )
-    _print_wandb_folder(spec, outcome.folder)
+    _print_outcome(spec, outcome, "ablation.json, one folder of run records per variant")
     return 0
 
 
@@ -413,13 +401,20 @@ def _study(args, argv) -> int:
         progress=not args.quiet,
         rerun=args.rerun,
     )
-    if not outcome.writer:  # another process of a multi-device run: the first one reports
-        return 0
+    _print_outcome(spec, outcome, "study.json, one folder of run records per column and row")
+    return 0
+
+
+def _print_outcome(spec, outcome, files: str) -> bool:
+    """The table and where the results went; False (nothing printed) in the other processes
+    of a multi-device run, where the first one reports."""
+    if not outcome.writer:
+        return False
     print()
     print(outcome.markdown)
-    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, study.json)")
+    print(f"\nresults: {outcome.folder}/summary.md (and .csv, ndcg.png, {files})")
     _print_wandb_folder(spec, outcome.folder)
-    return 0
+    return True
 
 
 def _run_spec(args, models: list[str] | None = None, tune: dict | None = None):

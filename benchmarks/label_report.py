@@ -31,10 +31,9 @@ from benchmarks.plots import save_figure  # noqa: E402
 from benchmarks.records import atomic_write_parquet  # noqa: E402
 from benchmarks.spec import RunSpec  # noqa: E402
 from datamodules.atomic import atomic_write_text  # noqa: E402
-from datamodules.judged import is_judged, judged_assignment, validate_judged_log  # noqa: E402
 from datamodules.labels import label_log, labels_for, pair_similarities  # noqa: E402
-from datamodules.semi_synthetic import simulate_click_log  # noqa: E402
-from datamodules.tables import SearchLog, validate_log  # noqa: E402
+from datamodules.search_log import load_split_log  # noqa: E402
+from datamodules.tables import SearchLog  # noqa: E402
 from datamodules.text_encoding import TextEncoder  # noqa: E402
 from labeling.behavioural import behavioural_grade  # noqa: E402
 from labeling.relevance import DerivedLabels  # noqa: E402
@@ -51,20 +50,13 @@ class LabelRun:
 def derive_labels_for(spec: RunSpec, progress: bool = True) -> LabelRun:
     """Load the dataset ``spec`` names and derive labels for the whole log."""
     source = source_for(spec, progress)
-    raw = source.load()
-    simulation = getattr(source, "click_simulation", None)
-    if is_judged(raw) and simulation is None:
+    log, _, judged = load_split_log(source, spec.data.split)  # as a benchmark would load it
+    if judged:
         raise ValueError(
             f"{spec.dataset}: a judged dataset already has graded labels; "
             "there are no clicks to derive them from (use rankbench bench, or simulate clicks "
             "on it with dataset_options.simulate_clicks)"
         )
-    if is_judged(raw):  # semi-synthetic clicks, sessions split by query as in a benchmark
-        judged = validate_judged_log(raw)
-        assignment = judged_assignment(judged.impressions, spec.data.split)
-        log, _ = simulate_click_log(judged, assignment, simulation)
-    else:
-        log = validate_log(raw)
     label_config = labels_for(spec.data.labels, log)  # behaviour alone without titles
     similarity = None
     if label_config.labeling.use_similarity:

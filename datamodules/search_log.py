@@ -75,17 +75,8 @@ class SearchLogDataModule(L.LightningDataModule):
         """Load, validate, label, split and featurise; later calls are free."""
         if self._built is not None:
             return
-        raw = self.source.load()
-        judged = is_judged(raw)
-        search_log = validate_judged_log(raw) if judged else validate_log(raw)
-        if judged:
-            assignment = judged_assignment(search_log.impressions, self.config.split)
-        else:
-            assignment = assign_splits(search_log.impressions, self.config.split)
+        search_log, assignment, judged = load_split_log(self.source, self.config.split)
         simulation = getattr(self.source, "click_simulation", None)
-        if judged and simulation is not None:  # split by query first, then clicks per session
-            search_log, assignment = simulate_click_log(search_log, assignment, simulation)
-            judged = False
         features = self._feature_config(search_log)
         similarity = self._similarity(search_log, features, judged)
         labels = self._labels(search_log, assignment, similarity, judged)
@@ -323,6 +314,23 @@ class SearchLogDataModule(L.LightningDataModule):
             collate_fn=collate_groups,
             num_workers=self.config.num_workers,
         )
+
+
+def load_split_log(source: LogSource, split: SplitConfig) -> tuple[SearchLog, pl.DataFrame, bool]:
+    """A source's validated log, its ``request_id -> split`` and whether it is judged pairs.
+    A judged dataset with simulated clicks is split by query first, then becomes the click
+    log of its sessions (each in its query's part)."""
+    raw = source.load()
+    judged = is_judged(raw)
+    search_log = validate_judged_log(raw) if judged else validate_log(raw)
+    if not judged:
+        return search_log, assign_splits(search_log.impressions, split), False
+    assignment = judged_assignment(search_log.impressions, split)
+    simulation = getattr(source, "click_simulation", None)
+    if simulation is None:
+        return search_log, assignment, True
+    search_log, assignment = simulate_click_log(search_log, assignment, simulation)
+    return search_log, assignment, False
 
 
 def _process_share(dataset: QueryGroupDataset, shuffle: bool):

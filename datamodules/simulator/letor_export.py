@@ -80,30 +80,43 @@ def letor_features(pairs: pl.DataFrame, products: pl.DataFrame) -> np.ndarray:
         texts = table[column].fill_null("").to_list()
         query_vectors, text_vectors = vectorizer.transform(queries), vectorizer.transform(texts)
         features.append(np.asarray(query_vectors.multiply(text_vectors).sum(axis=1)).ravel())
+    words = table.with_row_index("row").select(
+        "row",
+        *(pl.col(c).fill_null("").str.to_lowercase().alias(c) for c in ("title", "description")),
+        pl.col("query").str.to_lowercase().str.split(" ").alias("word"),
+    )
     for column in ("title", "description"):
-        features.append(_word_share(queries, table[column].fill_null("").to_list()))
-    features.append(np.array([len(q.split()) for q in queries], dtype=np.float64))
-    features.append(np.array([len(t.split()) for t in table["title"].to_list()], dtype=np.float64))
+        features.append(_word_share(words, column))
+    features.append(table["query"].str.split(" ").list.len().cast(pl.Float64).to_numpy())
+    features.append(table["title"].str.split(" ").list.len().cast(pl.Float64).to_numpy())
     features.append(table["rating"].cast(pl.Float64).fill_null(0.0).to_numpy())
     features.append(np.log1p(table["review_count"].cast(pl.Float64).fill_null(0.0).to_numpy()))
     features.append(np.log(table["price"].cast(pl.Float64).fill_null(1.0).to_numpy()))
     for column in ("category", "brand"):
-        names = table[column].fill_null("").str.to_lowercase().to_list()
-        features.append(
-            np.array(
-                [float(bool(n) and n in q.lower()) for n, q in zip(names, queries, strict=True)]
-            )
-        )
+        name = pl.col(column).fill_null("").str.to_lowercase()
+        named = (name != "") & pl.col("query").str.to_lowercase().str.contains(name, literal=True)
+        features.append(table.select(named.cast(pl.Float64))[column].to_numpy())
     return np.column_stack(features)
 
 
-def _word_share(queries: list[str], texts: list[str]) -> np.ndarray:
-    """Share of each query's words found among its text's words."""
-    shares = []
-    for query, text in zip(queries, texts, strict=True):
-        words, found = query.lower().split(), set(text.lower().replace(",", " ").split())
-        shares.append(sum(w in found for w in words) / len(words) if words else 0.0)
-    return np.array(shares, dtype=np.float64)
+def _word_share(words: pl.DataFrame, column: str) -> np.ndarray:
+    """Share of each row's query words found among the words of its ``column``."""
+    text = (
+        words.select("row", pl.col(column).str.replace_all(",", " ").str.split(" ").alias("word"))
+        .explode("word")
+        .unique()
+        .with_columns(hit=pl.lit(True))
+    )
+    found = (
+        words.select("row", "word")
+        .explode("word")
+        .filter(pl.col("word") != "")
+        .join(text, on=["row", "word"], how="left")
+        .group_by("row")
+        .agg((pl.col("hit").is_not_null().sum() / pl.len()).alias("share"))
+    )
+    shares = words.select("row").join(found, on="row", how="left", maintain_order="left")
+    return shares["share"].fill_null(0.0).to_numpy().astype(np.float64)
 
 
 def write_letor(log: SearchLog, out_dir: Path, seed: int = 0) -> dict:
