@@ -78,17 +78,20 @@ def encoder_config(tiny_bert, tmp_path):
 
 @pytest.fixture
 def encoder_runs(monkeypatch):
-    """How many texts each run of the encoder's process was handed, during the test."""
+    """How many texts each run of the encoder was handed, during the test. The runs happen in
+    this process, through the same ``vectors`` the portable child process calls: the tests
+    that take this fixture are about the cache and the loading, and the child's start-up
+    (importing torch and transformers, seconds each time) would be most of their time. The
+    tests without it go through the child."""
     from datamodules import portable_encoding
 
     calls: list[int] = []
-    original = portable_encoding.portable_vectors
 
-    def counting(config, texts, progress=False):
+    def in_process(config, texts, progress=False):
         calls.append(len(texts))
-        return original(config, texts, progress)
+        return TextEncoder(config).vectors(texts, progress)
 
-    monkeypatch.setattr(portable_encoding, "portable_vectors", counting)
+    monkeypatch.setattr(portable_encoding, "portable_vectors", in_process)
     return calls
 
 
@@ -249,17 +252,17 @@ def test_half_written_and_corrupt_shards_are_ignored(encoder_config, encoder_run
     np.testing.assert_array_equal(third.encode(TEXTS), vectors)  # no warning the second time
 
 
-def test_crash_while_writing_leaves_no_shard(encoder_config, monkeypatch):
+def test_crash_while_writing_leaves_no_shard(encoder_config, monkeypatch, encoder_runs):
     encoder = TextEncoder(encoder_config)
 
     def crash(file, **arrays):
         file.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
 
-    monkeypatch.setattr(te.np, "savez", crash)
-    with pytest.raises(OSError, match="disk full"):
-        encoder.encode(TEXTS)
-    monkeypatch.undo()
+    with monkeypatch.context() as disk:
+        disk.setattr(te.np, "savez", crash)
+        with pytest.raises(OSError, match="disk full"):
+            encoder.encode(TEXTS)
     assert list(encoder.cache_path.glob("shard-*")) == []
     assert list(encoder.cache_path.glob(".shard-*")) == []
     fresh = TextEncoder(encoder_config)
@@ -267,7 +270,9 @@ def test_crash_while_writing_leaves_no_shard(encoder_config, monkeypatch):
     assert fresh.stats["texts_encoded"] == len(TEXTS)
 
 
-def test_long_encodes_write_shards_and_many_shards_are_merged(encoder_config, monkeypatch):
+def test_long_encodes_write_shards_and_many_shards_are_merged(
+    encoder_config, monkeypatch, encoder_runs
+):
     monkeypatch.setattr(te, "SHARD_ROWS", 2)
     monkeypatch.setattr(embedding_cache, "MAX_SHARDS", 2)
     encoder = TextEncoder(encoder_config)
@@ -285,7 +290,7 @@ def test_long_encodes_write_shards_and_many_shards_are_merged(encoder_config, mo
     np.testing.assert_array_equal(TextEncoder(encoder_config).encode(TEXTS), vectors)
 
 
-def test_cache_dir_defaults_and_env_var(tiny_bert, tmp_path, monkeypatch):
+def test_cache_dir_defaults_and_env_var(tiny_bert, tmp_path, monkeypatch, encoder_runs):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RANKBENCH_CACHE", raising=False)
     encoder = TextEncoder(EncoderConfig(name=str(tiny_bert)))
@@ -330,7 +335,7 @@ def test_bad_settings_and_inputs(encoder_config):
         TextEncoder(encoder_config).encode(["ok", None])
 
 
-def test_hub_id_is_read_from_the_local_cache(tiny_bert, tmp_path, empty_hub_cache):
+def test_hub_id_is_read_from_the_local_cache(tiny_bert, tmp_path, empty_hub_cache, encoder_runs):
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = empty_hub_cache / "models--acme--tiny-bert"
     shutil.copytree(tiny_bert, repo / "snapshots" / commit)
@@ -343,7 +348,7 @@ def test_hub_id_is_read_from_the_local_cache(tiny_bert, tmp_path, empty_hub_cach
     np.testing.assert_allclose(encoder.encode(TEXTS), local.encode(TEXTS), atol=1e-6)
 
 
-def test_tinybert_style_checkpoint_loads(tiny_bert, tmp_path):
+def test_tinybert_style_checkpoint_loads(tiny_bert, tmp_path, encoder_runs):
     """TinyBERT's config.json has no model_type and its tokenizer is only vocab.txt."""
     folder = tmp_path / "general_4l"
     folder.mkdir()
