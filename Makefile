@@ -23,7 +23,7 @@ TUNED_DIR ?= results/simulator-$(PRESET)-tuning
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install lock bench ablate tune study study-letor test lint clean
+.PHONY: install lock bench bench-gpu ablate tune study study-letor test lint clean
 
 install: $(STAMP)
 
@@ -45,6 +45,13 @@ lock:
 bench: $(STAMP)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
 		--models $(MODELS) --seeds $(SEEDS) $(BENCH_ARGS)
+
+# On one CUDA GPU: FT-Transformer at the paper's size and MTL-TinyBERT's gpu profile on the
+# default preset, one seed (benchmarks/configs/gpu.yaml), then every model on the tiny preset.
+bench-gpu: $(STAMP)
+	$(VENV)/bin/rankbench bench --config benchmarks/configs/gpu.yaml $(BENCH_ARGS)
+	$(VENV)/bin/rankbench bench --dataset simulator --preset tiny --models $(MODELS) --seeds 0 \
+		--accelerator gpu --devices 1 --name simulator-tiny-gpu $(BENCH_ARGS)
 
 ablate: $(STAMP)
 	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(ABLATE_ARGS)
