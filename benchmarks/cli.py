@@ -39,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as error:
+        cluster = sys.modules.get("datamodules.cluster")
+        if cluster is None or not isinstance(error, cluster.ClusterError):
+            raise
+        print(f"rankbench: error: {error}", file=sys.stderr)  # a lost worker, the stage named
+        return 1
+    finally:
+        if "datamodules.cluster" in sys.modules:  # a Dask cluster was used: close it
+            sys.modules["datamodules.cluster"].close_all()
 
 
 def _early_threads(args):
@@ -217,6 +226,12 @@ def _parser() -> argparse.ArgumentParser:
 def _add_run_options(parser: argparse.ArgumentParser, name_help: str) -> None:
     """Seeds, naming, output, W&B, plugins and reruns: the same for bench and ablate."""
     parser.add_argument("--seeds", nargs="+", type=int, help="model seeds, e.g. 0 1 2")
+    parser.add_argument(
+        "--jobs",
+        type=lambda value: value if value == "auto" else int(value),
+        help="runs at a time, each in its own process with --threads threads; auto: cores // "
+        "threads (default: 1)",
+    )
     _add_output_options(parser, name_help)
     parser.add_argument(
         "--rerun",
@@ -279,6 +294,12 @@ def _add_common_options(parser: argparse.ArgumentParser, set_help: str) -> None:
         help="threads for torch, BLAS, polars and XGBoost (default: the cores this process "
         "may use)",
     )
+    parser.add_argument(
+        "--dask",
+        metavar="local|tcp://HOST:PORT",
+        help="count the labels' and behaviour features' statistics and train XGBoost on a Dask "
+        "cluster: local (one worker per core) or a running scheduler's address",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -313,8 +334,13 @@ def _label(args, argv) -> int:
         "preset": args.preset,
         "data_path": args.data_path,
         "threads": args.threads,
+        "dask": args.dask,
     }
     spec = load_spec(args.config, overrides, args.set)
+    if spec.dask is not None:  # connected now, before any data work: or refused in one line
+        from datamodules.cluster import connect
+
+        connect(spec.dask)
     apply_threads(resolve_threads(spec.threads))
     out = args.out or Path(spec.output) / "labels" / spec.name
     run = derive_labels_for(spec, progress=not args.quiet)
@@ -433,6 +459,8 @@ def _run_spec(args, models: list[str] | None = None, tune: dict | None = None):
         "name": args.name,
         "output": args.output,
         "threads": args.threads,
+        "jobs": getattr(args, "jobs", None),
+        "dask": args.dask,
         "wandb": {"mode": args.wandb} if args.wandb else None,
         "tune": tune or None,
     }
@@ -442,7 +470,12 @@ def _run_spec(args, models: list[str] | None = None, tune: dict | None = None):
         if (value := getattr(args, key)) is not None
     }
     overrides["trainer"] = trainer or None
-    return load_spec(args.config, overrides, args.set)
+    spec = load_spec(args.config, overrides, args.set)
+    if spec.dask is not None:  # connected now, before any data work: or refused in one line
+        from datamodules.cluster import connect
+
+        connect(spec.dask)
+    return spec
 
 
 def _print_wandb_folder(spec, folder: Path) -> None:

@@ -13,7 +13,7 @@ from benchmarks.spec import RunSpec, build_spec
 from datamodules.sources import DATASET_OPTIONS, dataset_options, make_source
 from datamodules.threads import available_cores, resolve_threads
 from models import get_ranker
-from models.devices import check_trainer
+from models.devices import check_trainer, single_device
 
 DEFAULTS_FILE = Path(__file__).parent / "configs" / "bench.yaml"
 """The defaults written out with their documentation: a file to copy and edit (a test keeps
@@ -58,9 +58,34 @@ def load_spec(
     if spec.dataset == "simulator":
         source_for(spec).config()  # the preset's name and overrides
     resolve_threads(spec.threads)
+    resolve_jobs(spec)
     if any(get_ranker(model).uses_trainer for model in spec.models):
         check_trainer(spec.trainer, available_cores())
     return spec if spec.name else spec.changed(name=default_name(spec))
+
+
+def resolve_jobs(spec: RunSpec) -> int:
+    """How many runs go at a time (``jobs``, auto: the cores // threads); one line where the
+    cores cannot hold them or the run cannot be split into processes."""
+    cores, threads = available_cores(), resolve_threads(spec.threads)
+    jobs = max(1, cores // threads) if spec.jobs == "auto" else spec.jobs
+    if jobs == 1:
+        return 1
+    if jobs * threads > cores:
+        raise ValueError(
+            f"jobs: {jobs} runs at a time with {threads} thread(s) each need {jobs * threads} "
+            f"cores, and this process may use {cores}; lower --jobs or --threads"
+        )
+    devices, trainer = spec.trainer.devices, spec.trainer
+    several = str(devices) not in ("auto", "1") or trainer.num_nodes > 1
+    if several or single_device(trainer) == "cuda":
+        raise ValueError(
+            "--jobs and several devices or a GPU: runs side by side are for CPU cores; on "
+            "devices use --jobs 1 (each run takes them all)"
+        )
+    if spec.dask is not None:
+        raise ValueError("--jobs and --dask: the cluster already spreads the work; use one")
+    return jobs
 
 
 def _layered(settings: dict, layers: list[tuple[dict, str]]) -> dict:

@@ -62,7 +62,12 @@ def derive_labels_for(spec: RunSpec, progress: bool = True) -> LabelRun:
     if label_config.labeling.use_similarity:
         similarity = pair_similarities(log, TextEncoder(label_config.encoder), progress)
     start = time.perf_counter()
-    labels = label_log(log.impressions, similarity, label_config)
+    cluster = None
+    if spec.dask is not None:  # the log's counts on the cluster's workers; the same labels
+        from datamodules.cluster import connect
+
+        cluster = connect(spec.dask)
+    labels = label_log(log.impressions, similarity, label_config, cluster)
     described = source.describe()
     click_model = (described.get("simulator") or described.get("simulate_clicks") or {}).get(
         "click_model"

@@ -23,8 +23,13 @@ def run_settings(spec: RunSpec, datamodule: SearchLogDataModule, model: str) -> 
         "model_config": as_mapping(spec.ranker_settings(model)),
         "metrics": as_mapping(spec.metrics),
     }
-    if get_ranker(model).uses_trainer:  # a neural model: where it trains is part of its run
+    ranker = get_ranker(model)
+    if ranker.uses_trainer:  # a neural model: where it trains is part of its run
         settings["trainer"] = as_mapping(spec.trainer)
+    if spec.dask is not None and getattr(ranker, "trains_on_dask", False):
+        # Workers bin their own rows, so the trees differ a little from one process's; the
+        # labels and features do not (the same counts), so other models' records are shared.
+        settings["dask"] = True
     return settings
 
 

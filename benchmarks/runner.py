@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from benchmarks.config import source_for
+from benchmarks.config import resolve_jobs, source_for
 from benchmarks.evaluation import evaluate_scores
 from benchmarks.records import (
     PeakMemory,
@@ -35,11 +35,13 @@ from benchmarks.records import (
     package_versions,
 )
 from benchmarks.reuse import run_settings, stale_reasons
+from benchmarks.run_pool import RunResult, RunTask, WorkerSetup, longest_first, run_in_workers
 from benchmarks.spec import RunSpec
 from benchmarks.summary import write_summary
 from benchmarks.tuning_store import Tuned, run_name, tuned_spec
 from benchmarks.wandb_logging import WandbRuns, wandb_config
 from datamodules import SearchLogDataModule
+from datamodules.cluster import connect
 from datamodules.threads import apply_threads, resolve_threads
 from models import create_ranker, get_ranker
 from models.devices import is_first_process
@@ -73,7 +75,10 @@ def import_plugins(plugins: list[str]) -> None:
 
 
 def build_datamodule(spec: RunSpec, progress: bool = True) -> SearchLogDataModule:
-    return SearchLogDataModule(source_for(spec, progress), spec.data, progress)
+    """The DataModule of ``spec``'s dataset, on its Dask cluster where it names one (connected
+    here, before any data work, unless the command line did already)."""
+    cluster = connect(spec.dask) if spec.dask is not None else None
+    return SearchLogDataModule(source_for(spec, progress), spec.data, progress, cluster)
 
 
 def prepare_datamodule(spec: RunSpec, progress: bool = True, echo=print) -> SearchLogDataModule:
@@ -151,9 +156,9 @@ def run_models(
     for model in spec.models:  # each model's own runs, then its tuned ones
         for found in [None, tuned[model]] if model in tuned else [None]:
             runs += [(model, seed, found) for seed in spec.seeds]
-    for model, seed, found in tqdm(runs, desc="runs", unit="run", disable=not progress):
+    tasks = []
+    for model, seed, found in runs:
         run_spec = spec if found is None else tuned_spec(spec, model, found.settings)
-        extra = {} if found is None else {"tuned": found.provenance()}
         run_id = f"{run_name(model, found is not None)}-seed{seed}"
         run_config = run_settings(run_spec, datamodule, model)
         expected = config_hash(run_config)
@@ -167,35 +172,82 @@ def run_models(
                 wandb.log_reused(name, shown, record)
             skipped.append(run_id)
             continue
-        live = wandb.start(name, shown) if wandb is not None else None
-        try:
-            record = _run_one(
-                datamodule,
-                model,
-                seed,
-                run_config,
-                expected,
-                run_spec,
-                store,
-                threads,
-                progress,
-                live,
-                run_id,
-                extra,
-            )
-        except RunFailed as failure:
-            failed = failure.record(run_id, model, seed) | extra
-            store.write_failure(failed)
-            if wandb is not None:
-                wandb.finish(live, None, failed)
-            say(f"failed {run_id} at {failure.stage}: {failure.message}")
+        extra = {} if found is None else {"tuned": found.provenance()}
+        task = RunTask(model, seed, run_id, name, run_spec, run_config, expected, shown, extra)
+        tasks.append(task)
+
+    jobs = resolve_jobs(spec) if store.writer else 1
+    if jobs > 1 and len(tasks) > 1:
+        say(f"{len(tasks)} runs, {jobs} at a time, {threads} thread(s) each")
+        setup = _worker_setup(spec, datamodule, store, wandb, threads)
+        results = run_in_workers(setup, longest_first(tasks, store), jobs)
+    else:
+        results = (execute_task(t, datamodule, store, wandb, threads, progress) for t in tasks)
+    for result in tqdm(results, total=len(tasks), desc="runs", unit="run", disable=not progress):
+        if result.failure is not None:
+            failure = result.failure
+            say(f"failed {failure['run_id']} at {failure['stage']}: {failure['error']}")
             continue
-        store.clear_failure(run_id)
-        if wandb is not None:
-            wandb.finish(live, record)
-        say(f"done {run_id}: fit {record['wall_time_s']['fit']:.1f}s, {_headline(record)}")
-        ran.append(run_id)
+        if wandb is not None and result.wandb_id is not None:
+            wandb.remember(result.record, result.wandb_id)  # one writer of the W&B ledger
+        record = result.record
+        fit = record["wall_time_s"]["fit"]
+        say(f"done {record['run_id']}: fit {fit:.1f}s, {_headline(record)}")
+        ran.append(record["run_id"])
     return ran, skipped
+
+
+def execute_task(
+    task: RunTask,
+    datamodule,
+    store: RunStore,
+    wandb: WandbRuns | None,
+    threads: int,
+    progress: bool = False,
+) -> RunResult:
+    """Train, score and record one run (or record its failure), streaming to its W&B run;
+    in this process or in a worker of ``--jobs``."""
+    live = wandb.start(task.name, task.shown) if wandb is not None else None
+    try:
+        record = _run_one(
+            datamodule,
+            task.model,
+            task.seed,
+            task.run_config,
+            task.expected_hash,
+            task.run_spec,
+            store,
+            threads,
+            progress,
+            live,
+            task.run_id,
+            task.extra,
+        )
+    except RunFailed as failure:
+        failed = failure.record(task.run_id, task.model, task.seed) | task.extra
+        store.write_failure(failed)
+        if wandb is not None:
+            wandb.finish(live, None, failed)
+        return RunResult(task, None, failed, None)
+    store.clear_failure(task.run_id)
+    if wandb is not None:
+        wandb.finish(live, record, remember=False)
+    return RunResult(task, record, None, live.id if live is not None else None)
+
+
+def _worker_setup(spec, datamodule, store, wandb, threads) -> WorkerSetup:
+    modules = {get_ranker(model).__module__ for model in spec.models} - {"__main__"}
+    logging = (wandb.mode, wandb.project, wandb.group, wandb.folder) if wandb else None
+    return WorkerSetup(
+        spec=spec,
+        fingerprint=datamodule.fingerprint,
+        split_hash=datamodule.split_hash,
+        threads=threads,
+        runs_folder=store.folder,
+        wandb=logging or ("disabled", spec.wandb.project, str(spec.name), spec.folder),
+        modules=tuple(sorted(modules)),
+        execute=execute_task,
+    )
 
 
 class RunFailed(Exception):
@@ -242,6 +294,7 @@ def _run_one(
         if hasattr(ranker, "scratch_dir"):
             ranker.scratch_dir = str(store.scratch)
         ranker.trainer_config = spec.trainer  # read by the rankers that train on devices
+        ranker.dask_client = datamodule.dask_client  # read by the rankers that train on Dask
         ranker.wandb_run = live  # rankers that log while they train use it
         stage = "fit"
         with PeakMemory() as memory, Stopwatch() as fit_time:

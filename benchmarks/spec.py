@@ -1,6 +1,6 @@
 """The run specification: every setting a bench, ablate, tune or label command uses, typed:
 dataset, data (splits, features, labels, the text encoder), models and their settings, seeds,
-threads, the Trainer's devices, metrics, the tuning budget and W&B.
+threads, the Dask cluster, the Trainer's devices, metrics, the tuning budget and W&B.
 
 A :class:`RunSpec` is built once (``benchmarks/config.py``: the packaged defaults, the
 dataset's defaults, the user's file and the command line) and read by the runner, the
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmarks.metric_conventions import CONVENTIONS, Convention
+from datamodules.cluster import check_address
 from datamodules.search_log import DataConfig
 from datamodules.settings import as_mapping, typed_settings
 from datamodules.simulator.config import DEFAULT_PRESET
@@ -97,6 +98,12 @@ class RunSpec:
     models: tuple[str, ...] = DEFAULT_MODELS
     seeds: tuple[int, ...] = (0, 1, 2)
     threads: int | None = None  # None: the cores this process may use
+    # Model x seed runs at a time, each in its own process with ``threads`` threads
+    # (benchmarks/run_pool.py); "auto": the cores // threads.
+    jobs: int | Literal["auto"] = 1
+    # A Dask cluster for the labels' and behaviour features' counts and for XGBoost: "local"
+    # (a LocalCluster, one worker per core) or a scheduler's address; None: none.
+    dask: str | None = None
     # Per-model settings, checked against each ranker's own ``Settings`` dataclass.
     model_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -111,6 +118,10 @@ class RunSpec:
             raise ValueError("models must name at least one model, e.g. [xgboost]")
         if not self.seeds:
             raise ValueError("seeds must hold at least one seed, e.g. [0, 1, 2]")
+        if self.dask is not None:
+            check_address(self.dask)
+        if isinstance(self.jobs, int) and self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1 (runs at a time), or auto, not {self.jobs}")
 
     @property
     def folder(self) -> Path:

@@ -262,6 +262,7 @@ def validation_ndcg(spec: RunSpec, datamodule, model: str, settings: dict, scrat
     if hasattr(ranker, "scratch_dir"):
         ranker.scratch_dir = str(scratch)
     ranker.trainer_config = spec.trainer
+    ranker.dask_client = datamodule.dask_client  # read by the rankers that train on Dask
     ranker.fit(datamodule)
     val = datamodule.arrays("val")
     scores = np.asarray(ranker.predict(datamodule, "val"), dtype=np.float64)

@@ -68,13 +68,17 @@ class WandbRuns:
             return None
         return self._init(name, "train", config)
 
-    def finish(self, run, record: dict | None, failure: dict | None = None) -> None:
-        """Close ``run`` with the record's results (or the failure that ended it)."""
+    def finish(
+        self, run, record: dict | None, failure: dict | None = None, remember: bool = True
+    ) -> None:
+        """Close ``run`` with the record's results (or the failure that ended it). A worker
+        process of ``--jobs`` leaves ``remember`` to the parent (one writer of the ledger)."""
         if run is None:
             return
         if record is not None:
             run.summary.update(_summary(record))
-            self._remember(record, run.id)
+            if remember:
+                self.remember(record, run.id)
         if failure is not None:
             run.summary.update({"failed_stage": failure["stage"], "error": failure["error"]})
         run.finish(exit_code=0 if failure is None else 1)
@@ -87,7 +91,7 @@ class WandbRuns:
         for epoch in record.get("training", {}).get("history", []):
             run.log(epoch)  # the validation curve as it was recorded
         run.summary.update({**_summary(record), "reused": True})
-        self._remember(record, run.id)
+        self.remember(record, run.id)
         run.finish()
 
     # ------------------------------------------------------------------ the summary
@@ -156,7 +160,8 @@ class WandbRuns:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def _remember(self, record: dict, run_id: str) -> None:
+    def remember(self, record: dict, run_id: str) -> None:
+        """Note that ``record`` is logged, as W&B run ``run_id``: not logged again as reused."""
         ledger = self._ledger()
         ledger[_identity(record)] = run_id
         atomic_write_text(self.folder / "wandb" / LEDGER, json.dumps(ledger, indent=1))

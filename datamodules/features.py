@@ -12,6 +12,9 @@ Four kinds of features, all computed without any truth column:
   category, price relative to what the user clicked). They come from the training part only;
   training rows get out-of-fold values (K folds by request) so that no row's own label
   reaches its features, and validation/test rows get values from the whole training part.
+  They are computed from counts per key and fold (:func:`fold_sums`), whole numbers that a
+  Dask cluster makes on its workers, partition by partition (``datamodules/cluster.py``),
+  with the same result.
 
 A lexical feature, the share of query words found in the title, stands in for the text-match
 features (BM25 and the like) of classic learning-to-rank feature sets.
@@ -19,12 +22,18 @@ features (BM25 and the like) of classic learning-to-rank feature sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import polars as pl
 
+from datamodules.cluster import DaskCluster
 from datamodules.tables import BEHAVIOUR_COLUMNS, SearchLog
+
+# (keys, values) -> fold_sums of the training rows: counted here or on a cluster's workers.
+FoldCounter = Callable[[list[str], list[str]], pl.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,14 @@ def build_features(
     config: FeatureConfig,
     seed: int,
     similarity: pl.DataFrame | None = None,
+    cluster: DaskCluster | None = None,
 ) -> BuiltFeatures:
     """Features for every impression of ``log``; ``assignment`` maps request_id -> split.
 
     ``labels`` holds one row per impression (aligned with ``log.impressions``) of label
     columns: they are carried along but never read to build features. ``similarity``
     (``query``, ``product_id``, ``similarity``) is needed when ``config.text_similarity``.
+    With a ``cluster``, the behaviour features' counts are made on its workers.
     """
     # Within a request, rows come in a seeded random order, not the logged one: a model or
     # library that breaks score ties by input order must not inherit the logging ranker's.
@@ -103,10 +114,15 @@ def build_features(
         )
 
     behaviour = [c for c in BEHAVIOUR_COLUMNS if c in log.impressions.columns]
-    rows, rate_features = _rate_features(rows, behaviour, config)
+    history = "user_id" in rows.columns
+    if history:  # a user's clicks, and everyone's: counted with the other behaviour counts
+        rows = rows.with_columns(_user_click=pl.col("click").cast(pl.Float64), _all=pl.lit(0))
+    count = _fold_counter(rows, behaviour, config, cluster)
+    rows, rate_features = _rate_features(rows, behaviour, config, count)
     history_features: list[str] = []
-    if "user_id" in rows.columns:
-        rows, history_features = _user_history_features(rows, config)
+    if history:
+        rows, history_features = _user_history_features(rows, config, count)
+        rows = rows.drop("_user_click", "_all")
 
     rows, texts, text_fields = _text_ids(rows, config)
     text_match = []
@@ -185,17 +201,39 @@ def _join_attributes(
 # --------------------------------------------------------------------------- behaviour
 
 
-def out_of_fold_sums(rows: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+def fold_sums(rows: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """The counting step of :func:`out_of_fold_sums`: per (``keys``, fold) of the training
+    rows, how many there are (``n``) and the sums of ``values``.
+
+    The values are whole numbers (clicks and the like), so the sums of parts of the rows that
+    keep each request whole add up to the whole rows' exactly (:func:`add_fold_sums`).
+    """
+    train = rows.filter(pl.col("split") == "train")
+    return train.group_by([*keys, "_fold"]).agg(
+        pl.len().cast(pl.Int64).alias("n"), *[pl.col(v).cast(pl.Float64).sum() for v in values]
+    )
+
+
+def add_fold_sums(parts: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    """The :func:`fold_sums` of rows from those of their parts."""
+    by = [*keys, "_fold"]
+    return pl.concat(parts).group_by(by).agg(pl.exclude(by).sum())
+
+
+def out_of_fold_sums(
+    rows: pl.DataFrame, keys: list[str], values: list[str], per_fold: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per row, sums of ``values`` over training rows sharing ``keys``, own fold excluded.
 
     Training rows see the other folds only; validation and test rows see all training rows.
     Returns one row per input row with columns ``n`` (matching impressions) and each value.
+    ``per_fold``: the rows' :func:`fold_sums`, where they were counted elsewhere.
     """
-    train = rows.filter(pl.col("split") == "train")
-    aggregations = [pl.len().alias("n"), *[pl.col(v).sum().cast(pl.Float64) for v in values]]
-    per_fold = train.group_by([*keys, "_fold"]).agg(aggregations)
-    total = per_fold.group_by(keys).agg(pl.col(["n", *values]).sum())
+    per_fold = fold_sums(rows, keys, values) if per_fold is None else per_fold
+    # In key order, so that sums of floats take their terms in one order.
+    per_fold = per_fold.sort([*keys, "_fold"])
     sums = ["n", *values]
+    total = per_fold.group_by(keys, maintain_order=True).agg(pl.col(sums).sum())
     joined = (
         rows.select([*keys, "_fold"])
         .join(total, on=keys, how="left", maintain_order="left")
@@ -203,11 +241,42 @@ def out_of_fold_sums(rows: pl.DataFrame, keys: list[str], values: list[str]) -> 
     )
     # A training row sees (K-1)/K of the training part, a validation or test row all of it:
     # scaling the out-of-fold sums by K/(K-1) puts both on the same footing.
-    folds = int(train["_fold"].max()) + 1 if train.height else 1
+    folds = int(per_fold["_fold"].max()) + 1 if per_fold.height else 1
     scale = pl.when(pl.col("_fold") >= 0).then(folds / max(folds - 1, 1)).otherwise(1.0)
     return joined.select(
         ((pl.col(c).fill_null(0) - pl.col(f"{c}_fold").fill_null(0)) * scale).alias(c) for c in sums
     )
+
+
+def _fold_counter(
+    rows: pl.DataFrame, behaviour: list[str], config: FeatureConfig, cluster: DaskCluster | None
+) -> FoldCounter:
+    """:func:`fold_sums` of ``rows``, here or on the cluster's workers (the rows sent once)."""
+    if cluster is None:
+        return partial(fold_sums, rows)
+    counted = [
+        "request_id",
+        "split",
+        "_fold",
+        "query",
+        "product_id",
+        "user_id",
+        "price",
+        "_user_click",
+        "_all",
+        *behaviour,
+        *config.user_affinity_columns,
+    ]
+    partitions = cluster.scatter(
+        rows.select(c for c in rows.columns if c in counted), stage="features"
+    )
+
+    def count(keys: list[str], values: list[str]) -> pl.DataFrame:
+        return partitions.sum(
+            partial(fold_sums, keys=keys, values=values), partial(add_fold_sums, keys=keys)
+        )
+
+    return count
 
 
 def _smoothed(successes: pl.Expr, trials: pl.Expr, mean: float, strength: float) -> pl.Expr:
@@ -216,13 +285,13 @@ def _smoothed(successes: pl.Expr, trials: pl.Expr, mean: float, strength: float)
 
 
 def _rate_features(
-    rows: pl.DataFrame, behaviour: list[str], config: FeatureConfig
+    rows: pl.DataFrame, behaviour: list[str], config: FeatureConfig, count: FoldCounter
 ) -> tuple[pl.DataFrame, list[str]]:
     train = rows.filter(pl.col("split") == "train")
     features: list[str] = []
     new_columns = []
     for keys, prefix in ((["query", "product_id"], "qp"), (["product_id"], "product")):
-        sums = out_of_fold_sums(rows, keys, behaviour)
+        sums = out_of_fold_sums(rows, keys, behaviour, count(keys, behaviour))
         new_columns.append(pl.Series(f"{prefix}_log_impressions", np.log1p(sums["n"])))
         features.append(f"{prefix}_log_impressions")
         for column in behaviour:
@@ -237,20 +306,23 @@ def _rate_features(
 
 
 def _user_history_features(
-    rows: pl.DataFrame, config: FeatureConfig
+    rows: pl.DataFrame, config: FeatureConfig, count: FoldCounter
 ) -> tuple[pl.DataFrame, list[str]]:
     """A user's clicks in training: affinity to this product's attributes and its price."""
-    rows = rows.with_columns(_user_click=pl.col("click").cast(pl.Float64), _all=pl.lit(0))
-    user_clicks = out_of_fold_sums(rows, ["user_id"], ["_user_click"])["_user_click"]
+
+    def clicks_by(keys: list[str]) -> pl.DataFrame:
+        return out_of_fold_sums(rows, keys, ["_user_click"], count(keys, ["_user_click"]))
+
+    user_clicks = clicks_by(["user_id"])["_user_click"]
     features = ["user_log_clicks"]
     new_columns = [pl.Series("user_log_clicks", np.log1p(user_clicks))]
     for attribute in config.user_affinity_columns:
         if attribute not in rows.columns:
             continue
         # Smoothed towards the value's share of all clicks, so a new user gets the crowd's.
-        user_value = out_of_fold_sums(rows, ["user_id", attribute], ["_user_click"])
-        crowd_value = out_of_fold_sums(rows, [attribute], ["_user_click"])["_user_click"]
-        crowd_total = out_of_fold_sums(rows, ["_all"], ["_user_click"])["_user_click"]
+        user_value = clicks_by(["user_id", attribute])
+        crowd_value = clicks_by([attribute])["_user_click"]
+        crowd_total = clicks_by(["_all"])["_user_click"]
         crowd_share = (crowd_value / crowd_total.clip(lower_bound=1.0)).to_numpy()
         affinity = (user_value["_user_click"].to_numpy() + crowd_share) / (
             user_clicks.to_numpy() + 1.0
@@ -259,18 +331,30 @@ def _user_history_features(
         new_columns.append(pl.Series(name, affinity))
         features.append(name)
     if "price" in rows.columns and rows.schema["price"].is_numeric():
-        new_columns.append(_user_relative_price(rows, user_clicks))
+        new_columns.append(_user_relative_price(rows, user_clicks, count))
         features.append("user_relative_price")
-    return rows.with_columns(new_columns).drop("_user_click", "_all"), features
+    return rows.with_columns(new_columns), features
 
 
-def _user_relative_price(rows: pl.DataFrame, user_clicks: pl.Series) -> pl.Series:
+def _user_relative_price(
+    rows: pl.DataFrame, user_clicks: pl.Series, count: FoldCounter
+) -> pl.Series:
     """log price of this product minus the mean log price the user clicked (0 without history).
 
     ``price`` has already been through log1p when configured, so this is a ratio of prices.
     """
-    rows = rows.with_columns(_clicked_price=pl.col("price").fill_null(0) * pl.col("_user_click"))
-    price_sum = out_of_fold_sums(rows, ["user_id"], ["_clicked_price"])["_clicked_price"]
+    # Counted as clicks per (user, price), whole numbers; the prices are summed from them
+    # here, in key order, so that the sum is the same however the rows were counted.
+    per_fold = (
+        count(["user_id", "price"], ["_user_click"])
+        .sort("user_id", "_fold", "price")
+        .group_by("user_id", "_fold", maintain_order=True)
+        .agg(
+            pl.col("n").sum(),
+            (pl.col("price").fill_null(0) * pl.col("_user_click")).sum().alias("_clicked_price"),
+        )
+    )
+    price_sum = out_of_fold_sums(rows, ["user_id"], ["_clicked_price"], per_fold)["_clicked_price"]
     clicks = user_clicks.to_numpy()
     mean_clicked = np.divide(
         price_sum.to_numpy(), clicks, out=np.zeros(len(clicks)), where=clicks > 0

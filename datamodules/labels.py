@@ -4,7 +4,8 @@
 product similarity of the text encoder. Labels are made the way an annotator would be given
 the data: training rows are labelled from the training part of the log only, validation rows
 from the training and validation parts, and test rows (the evaluation targets, which no model
-trains or stops on) from the whole log.
+trains or stops on) from the whole log. With a Dask cluster, the log's counts are made on its
+workers (``datamodules/cluster.py``); the labels are the same.
 ``labels.relevance: behavioural`` is the deepest funnel step reached (0-3), the setting of the
 "without relevance labels" ablation.
 """
@@ -12,12 +13,22 @@ trains or stops on) from the whole log.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import polars as pl
 
+from datamodules.cluster import DaskCluster, Partitions
 from datamodules.tables import SearchLog
 from datamodules.text_encoding import EncoderConfig, TextEncoder, pair_similarity
 from labeling.behavioural import behavioural_grade
+from labeling.click_rates import add_pair_sums, weighted_pair_sums
+from labeling.log_counts import COUNTED_COLUMNS, LogCounts, add_counts, log_counts, visible_part
+from labeling.propensity_regression_em import (
+    add_click_cells,
+    add_vocabularies,
+    click_cells,
+    pair_vocabulary,
+)
 from labeling.relevance import DerivedLabels, LabelingConfig, derive_labels
 from labeling.sampling import SamplingConfig
 
@@ -64,9 +75,16 @@ def pair_similarities(log: SearchLog, encoder: TextEncoder, progress: bool = Fal
 
 
 def label_log(
-    impressions: pl.DataFrame, similarity: pl.DataFrame | None, config: LabelConfig
+    impressions: pl.DataFrame | ClusterCounter,
+    similarity: pl.DataFrame | None,
+    config: LabelConfig,
+    cluster: DaskCluster | None = None,
 ) -> DerivedLabels:
-    """Derived labels of all (query, product) pairs in ``impressions``."""
+    """Derived labels of all (query, product) pairs in ``impressions`` (or read through a
+    counter); with a ``cluster``, the impressions are counted on its workers."""
+    if cluster is not None and isinstance(impressions, pl.DataFrame):
+        everything = impressions.with_columns(_split=pl.lit("all"))
+        impressions = _cluster_counters(cluster, everything)(["all"])
     return derive_labels(
         impressions, similarity if config.labeling.use_similarity else None, config.labeling
     )
@@ -77,21 +95,30 @@ def relevance_labels(
     assignment: pl.DataFrame,
     config: LabelConfig,
     similarity: pl.DataFrame | None,
+    cluster: DaskCluster | None = None,
 ) -> pl.Series:
-    """The ``relevance`` label of every impression, in the impressions' row order."""
+    """The ``relevance`` label of every impression, in the impressions' row order; with a
+    ``cluster``, the log is counted on its workers."""
     impressions = log.impressions
     if config.relevance == "behavioural":
         return behavioural_grade(impressions)
     split = impressions.select("request_id").join(
         assignment, on="request_id", how="left", maintain_order="left"
     )["split"]
+    counters = None
+    if cluster is not None:
+        counters = _cluster_counters(cluster, impressions.with_columns(split.alias("_split")))
     # Each part is labelled from the log up to and including itself: training rows from the
     # training part, validation rows (which early stopping reads) without the test part, and
     # test rows, the evaluation targets, from the whole log.
     seen = {"train": ["train"], "val": ["train", "val"], "test": ["train", "val", "test"]}
     grades = pl.Series("relevance", [0] * impressions.height, dtype=pl.Int8)
     for part, visible in seen.items():
-        labelled = label_log(impressions.filter(split.is_in(visible)), similarity, config)
+        if counters is None:
+            seen_log = impressions.filter(split.is_in(visible))
+        else:  # its counts, on the workers
+            seen_log = counters(visible)
+        labelled = label_log(seen_log, similarity, config)
         grades = pl.select(
             pl.when(split == part).then(labelled.for_impressions(impressions)).otherwise(grades)
         ).to_series()
@@ -100,3 +127,41 @@ def relevance_labels(
         grades,
         dtype=pl.Int8,
     )
+
+
+def _cluster_counters(cluster: DaskCluster, rows: pl.DataFrame):
+    """``visible -> counter`` of those splits of ``rows``, sent to the cluster once."""
+    sent = rows.select(c for c in rows.columns if c in (*COUNTED_COLUMNS, "_split"))
+    partitions = cluster.scatter(sent, stage="labelling")
+    columns = [c for c in sent.columns if c != "_split"]
+    return lambda visible: ClusterCounter(partitions, columns, tuple(visible))
+
+
+@dataclass(frozen=True)
+class ClusterCounter:
+    """The counts of a log's ``visible`` splits, made on a cluster's workers by the functions
+    :class:`labeling.log_counts.RowCounter` calls in one process, partition by partition, and
+    summed there."""
+
+    partitions: Partitions
+    columns: list[str]
+    visible: tuple[str, ...]
+
+    @property
+    def rows(self) -> None:  # the rows stay on the workers
+        return None
+
+    def counts(self) -> LogCounts:
+        return self._sum(log_counts, add_counts)
+
+    def cells(self, keys):
+        keys = tuple(keys)  # every part coded with the whole log's vocabulary: cells add up
+        vocabulary = self._sum(partial(pair_vocabulary, pair_columns=keys), add_vocabularies)
+        cells = partial(click_cells, pair_columns=keys, vocabulary=vocabulary)
+        return vocabulary, self._sum(cells, add_click_cells)
+
+    def pairs(self, by_position) -> pl.DataFrame:
+        return self._sum(partial(weighted_pair_sums, by_position=by_position), add_pair_sums)
+
+    def _sum(self, count, add):
+        return self.partitions.sum(partial(visible_part, count=count, visible=self.visible), add)

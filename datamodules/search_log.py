@@ -4,6 +4,10 @@ Every model of a benchmark reads the same instance: the same rows in the same or
 same request-level splits (recorded by ``split_hash``) and the same features. Neural rankers
 take its Lightning dataloaders (whole query groups per item); tree and sklearn-style rankers
 take :meth:`arrays` (numpy, one row per impression, with group ids).
+
+Given a Dask cluster (``datamodules/cluster.py``), the labels' and the behaviour features'
+counts are made on its workers, with the same result; models that train on Dask (XGBoost)
+take its client, :attr:`SearchLogDataModule.dask_client`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import polars as pl
 from torch.utils.data import DataLoader
 
 from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
+from datamodules.cluster import DaskCluster
 from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
 from datamodules.judged import JUDGMENT, is_judged, judged_assignment, validate_judged_log
 from datamodules.labels import LabelConfig, labels_for, pair_similarities, relevance_labels
@@ -56,11 +61,18 @@ class DataConfig:
 
 
 class SearchLogDataModule(L.LightningDataModule):
-    def __init__(self, source: LogSource, config: DataConfig | None = None, progress: bool = False):
+    def __init__(
+        self,
+        source: LogSource,
+        config: DataConfig | None = None,
+        progress: bool = False,
+        cluster: DaskCluster | None = None,
+    ):
         super().__init__()
         self.source = source
         self.config = config or DataConfig()
         self.progress = progress
+        self.cluster = cluster  # where the log's counts are made; None: in this process
         self._built: BuiltFeatures | None = None
         self._arrays: dict[str, SplitArrays] = {}
         self._log: SearchLog | None = None
@@ -87,6 +99,7 @@ class SearchLogDataModule(L.LightningDataModule):
             features,
             seed=self.config.split.seed,
             similarity=similarity,
+            cluster=self.cluster,
         )
         self._built.rows, sampled = self._sampled(self._built.rows)
         self._log = search_log
@@ -144,6 +157,11 @@ class SearchLogDataModule(L.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         return self._loader(split, shuffle)
+
+    @property
+    def dask_client(self):
+        """The Dask cluster's client, for models that train on it (None without a cluster)."""
+        return None if self.cluster is None else self.cluster.client
 
     @property
     def has_logged_positions(self) -> bool:
@@ -260,7 +278,9 @@ class SearchLogDataModule(L.LightningDataModule):
         if judged:  # the people's grades are the relevance task; nothing is derived
             return impressions.select(pl.col(JUDGMENT).alias("relevance"))
         labels = impressions.select(list(search_log.behaviours)).with_columns(
-            relevance_labels(search_log, assignment, self._label_config(search_log), similarity)
+            relevance_labels(
+                search_log, assignment, self._label_config(search_log), similarity, self.cluster
+            )
         )
         if search_log.truth is not None:
             truth = impressions.select("request_id", "product_id").join(

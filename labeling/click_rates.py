@@ -47,6 +47,13 @@ class BetaPrior:
         return self.alpha + self.beta
 
 
+BEHAVIOURS = ("click", "add_to_cart", "purchase")
+# Exposure is summed in fixed point: for any propensity above 2^-37, propensity * 2^90 is a
+# whole number (a float64 carries 53 significant bits), so the Int128 sum is exact and the
+# same whatever the order or the grouping of its terms (parts of a log on a cluster).
+_FIXED_POINT = 2.0**90
+
+
 def pair_counts(
     impressions: pl.DataFrame,
     propensity: pl.Series | None = None,
@@ -58,21 +65,75 @@ def pair_counts(
     ``_pair`` is the pair's integer key (:func:`pair_key` with ``vocabulary``, built from
     ``impressions`` when not given), for fast joins.
     """
-    vocabulary = vocabulary or key_vocabulary(impressions, keys)
-    behaviours = [c for c in ("click", "add_to_cart", "purchase") if c in impressions.columns]
-    weight = pl.lit(1.0) if propensity is None else propensity.cast(pl.Float64)
+    return pairs_from_sums(pair_sums(impressions, propensity, keys), keys, vocabulary)
+
+
+def pair_sums(
+    impressions: pl.DataFrame, propensity: pl.Series | None = None, keys=PAIR_KEYS
+) -> pl.DataFrame:
+    """The counting step of :func:`pair_counts`: per pair, the impressions, their exposure
+    (fixed point), each logged behaviour's count and the sum of the positions shown.
+
+    Behaviours are 0/1, as a validated log's, and the exposure is an exact integer, so the
+    sums of parts of a log add up to the whole log's exactly, in any order
+    (:func:`add_pair_sums`; a Dask cluster counts its partitions apart).
+    """
+    behaviours = [c for c in BEHAVIOURS if c in impressions.columns]
     positions = ["position"] if "position" in impressions.columns else []
-    frame = impressions.select(*keys, *positions, *behaviours).with_columns(
-        _propensity=weight, _pair=pair_key(keys, vocabulary)
+    weight = pl.lit(1.0) if propensity is None else propensity.cast(pl.Float64)
+    # Grouped on an integer key of this table's own: much faster and leaner than on strings.
+    code = pair_key(keys, key_vocabulary(impressions, keys)).alias("_code")
+    frame = impressions.select(code, *keys, *positions, *behaviours).with_columns(
+        _propensity=weight
     )
-    counts = frame.group_by("_pair").agg(
-        *[pl.col(k).first() for k in keys],
-        pl.len().alias("impressions"),
-        # Rounded: a float sum's last bits depend on the row order, and must not reach the
-        # prior fit or the ranks.
-        pl.col("_propensity").sum().round(9).alias("exposure"),
-        *[pl.col(b).cast(pl.Float64).sum() for b in behaviours],
-        *[pl.col("position").mean().alias("mean_position") for _ in positions],
+    return (
+        frame.group_by("_code")
+        .agg(
+            *[pl.col(k).first() for k in keys],
+            pl.len().cast(pl.Int64).alias("impressions"),
+            (pl.col("_propensity") * _FIXED_POINT).cast(pl.Int128).sum().alias("_exposure"),
+            *[pl.col(b).cast(pl.Float64).sum() for b in behaviours],
+            *[pl.col("position").cast(pl.Int64).sum().alias("_position_sum") for _ in positions],
+        )
+        .drop("_code")
+    )
+
+
+def add_pair_sums(parts: list[pl.DataFrame], keys=PAIR_KEYS) -> pl.DataFrame:
+    """The :func:`pair_sums` of a log from those of its parts."""
+    return pl.concat(parts).group_by(*keys).agg(pl.exclude(*keys).sum())
+
+
+def weighted_pair_sums(impressions: pl.DataFrame, by_position: np.ndarray | None):
+    """:func:`pair_sums` with each impression weighted by its position's propensity,
+    ``by_position[k - 1]`` at position k (the last value beyond); None: unweighted."""
+    if by_position is None:
+        return pair_sums(impressions)
+    return pair_sums(impressions, position_weights(impressions, by_position))
+
+
+def position_weights(impressions: pl.DataFrame, by_position: np.ndarray) -> pl.Series:
+    """``by_position[k - 1]`` for each impression at position k (the last value beyond)."""
+    index = np.minimum(impressions["position"].to_numpy(), len(by_position)) - 1
+    return pl.Series("propensity", by_position[index], dtype=pl.Float64)
+
+
+def pairs_from_sums(
+    sums: pl.DataFrame, keys=PAIR_KEYS, vocabulary: dict | None = None
+) -> pl.DataFrame:
+    """:func:`pair_counts` from the (added) :func:`pair_sums`."""
+    vocabulary = vocabulary or key_vocabulary(sums, keys)
+    behaviours = [c for c in BEHAVIOURS if c in sums.columns]
+    positions = "_position_sum" in sums.columns
+    mean_position = pl.col("_position_sum") / pl.col("impressions")
+    counts = sums.select(
+        pair_key(keys, vocabulary).alias("_pair"),
+        *keys,
+        pl.col("impressions").cast(pl.UInt32),
+        # Rounded as before the sums were exact, so that the labels stay the same bits.
+        (pl.col("_exposure").cast(pl.Float64) / _FIXED_POINT).round(9).alias("exposure"),
+        *behaviours,
+        *([mean_position.alias("mean_position")] if positions else []),
     )
     stratum = (
         pl.col("mean_position").log(2).floor().cast(pl.Int32) if positions else pl.lit(0, pl.Int32)

@@ -155,6 +155,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from labeling.click_rates import position_weights
+from labeling.log_counts import LogCounts, RowCounter
 from labeling.propensity_anchored import _anchored_estimate
 from labeling.propensity_estimate import SOURCES, PropensityEstimate, _ranges, _source_note
 from labeling.propensity_intervention import _intervention_estimate, _intervention_table
@@ -166,6 +168,7 @@ __all__ = [
     "PropensityEstimate",
     "estimate_propensities",
     "impression_propensity",
+    "position_propensities",
 ]
 
 METHODS = ("auto", "intervention", "regression_em")
@@ -175,7 +178,7 @@ METHODS = ("auto", "intervention", "regression_em")
 
 
 def estimate_propensities(
-    impressions: pl.DataFrame,
+    impressions: pl.DataFrame | RowCounter,
     method: str = "auto",
     max_position: int | None = None,
     *,
@@ -194,26 +197,34 @@ def estimate_propensities(
 
     ``impressions`` needs ``position`` and ``click``; the intervention estimator also reads
     ``randomized`` and ``ranker_position``, regression-EM ``pair_columns`` (and
-    ``feature_columns`` when given). ``max_position`` defaults to the largest position in the
-    log; rows shown (or, when randomized, ranked) beyond it are left out. See the module
-    docstring for the estimators and their settings.
+    ``feature_columns`` when given). They may also be read through a counter
+    (:mod:`labeling.log_counts`; a Dask cluster's counts its partitions): the estimate is the
+    same, except that ``feature_columns`` need the rows. ``max_position`` defaults to the
+    largest position in the log; rows shown (or, when randomized, ranked) beyond it are left
+    out. See the module docstring for the estimators and their settings.
     """
     if method not in METHODS:
         raise ValueError(f"unknown propensity method {method!r}; valid: {', '.join(METHODS)}")
-    _check_impressions(impressions)
+    if isinstance(impressions, pl.DataFrame):
+        _check_impressions(impressions)
+        impressions = RowCounter(impressions)
+    counter = impressions
+    counts = counter.counts()
+    _check_counts(counter.columns, counts)
     if not 0 < tol or max_iter < 1 or max_cells < 2 or prior_strength < 0:
         raise ValueError(
             "propensity settings: need tol > 0, max_iter >= 1, max_cells >= 2, prior_strength >= 0"
         )
-    k = int(impressions["position"].max()) if max_position is None else int(max_position)
+    shown = counts.positions["position"]
+    k = int(shown.max()) if max_position is None else int(max_position)
     if k < 1:
         raise ValueError(f"max_position must be >= 1, got {max_position}")
-    if int(impressions["position"].min()) > k:
+    if int(shown.min()) > k:
         raise ValueError(f"cannot estimate position bias: no impressions at positions 1..{k}")
 
     def regression_em(notes: list[str]) -> PropensityEstimate:
         return _regression_em_estimate(
-            impressions,
+            counter,
             k,
             notes,
             pair_columns=tuple(pair_columns),
@@ -230,7 +241,7 @@ def estimate_propensities(
     notes: list[str] = []
     if method == "regression_em":
         return _with_fill_note(regression_em(notes))
-    table, problem = _intervention_table(impressions, k)
+    table, problem = _intervention_table(counts.interventions, k, counts.randomized_requests)
     if table is None:
         if method == "intervention":
             raise ValueError(f"cannot estimate propensities from interventions: {problem}")
@@ -281,10 +292,13 @@ def impression_propensity(
     construction).
     """
     _check_impressions(impressions, need_click=False)
+    return position_weights(impressions, position_propensities(estimate)).alias(name)
+
+
+def position_propensities(estimate: PropensityEstimate) -> np.ndarray:
+    """The propensity of positions 1..max_position, nulls filled from the position above."""
     filled = estimate.curve["propensity"].fill_null(strategy="forward").to_numpy()
-    filled = np.where(np.isnan(filled), 1.0, filled)  # nothing estimated before: the anchor
-    index = np.minimum(impressions["position"].to_numpy(), len(filled)) - 1
-    return pl.Series(name, filled[index], dtype=pl.Float64)
+    return np.where(np.isnan(filled), 1.0, filled)  # nothing estimated before: the anchor
 
 
 def _with_fill_note(estimate: PropensityEstimate, hint: str = "") -> PropensityEstimate:
@@ -299,16 +313,25 @@ def _with_fill_note(estimate: PropensityEstimate, hint: str = "") -> PropensityE
 
 
 def _check_impressions(impressions: pl.DataFrame, need_click: bool = True) -> None:
-    if "position" not in impressions.columns:
+    _check_positions(impressions.columns, impressions.height, impressions, need_click)
+
+
+def _check_counts(columns, counts: LogCounts) -> None:
+    _check_positions(columns, counts.impressions, counts.positions, need_click=True)
+
+
+def _check_positions(columns, height: int, positions: pl.DataFrame | None, need_click: bool):
+    """One-line errors for a log (or its counts) whose positions cannot be estimated."""
+    if "position" not in columns:
         raise ValueError(
             "cannot estimate position bias: the impressions have no 'position' column, so "
             "clicks cannot be debiased for position"
         )
-    if need_click and "click" not in impressions.columns:
+    if need_click and "click" not in columns:
         raise ValueError("cannot estimate position bias: the impressions have no 'click' column")
-    if impressions.height == 0:
+    if height == 0:
         raise ValueError("cannot estimate position bias: no impressions")
-    position = impressions["position"]
+    position = positions["position"]
     if not position.dtype.is_integer() or position.null_count() or position.min() < 1:
         raise ValueError(
             "cannot estimate position bias: 'position' must be integers >= 1 without nulls "

@@ -1,8 +1,9 @@
 """Position bias from randomized swap interventions (``method="intervention"``).
 
 Builds the K x K table of clicks and impressions by (ranker position, shown position) from
-the log's randomized requests and fits the all-pairs maximum-likelihood estimator on it by EM
-(Joachims et al. 2017, Agarwal et al. 2019). The method, its evidence and its null rules are
+the log's counts (:func:`intervention_counts`, which add up over parts of a log) and fits the
+all-pairs maximum-likelihood estimator on it by EM (Joachims et al. 2017, Agarwal et al.
+2019). The method, its evidence and its null rules are
 described in :mod:`labeling.propensity`.
 """
 
@@ -27,46 +28,65 @@ class _InterventionTable:
     dropped: int  # randomized rows without a usable ranker_position
 
 
-def _intervention_table(
-    impressions: pl.DataFrame, k: int
-) -> tuple[_InterventionTable | None, str | None]:
-    """The K x K click table, or None and why the log cannot give one.
+def intervention_counts(impressions: pl.DataFrame) -> pl.DataFrame | None:
+    """The counting step of the intervention estimator: impressions per (randomized, ranker
+    position, shown position, click), whole numbers that add up over parts of a log; None
+    where the log has no ``randomized``, ``ranker_position`` or ``position`` column."""
+    needed = ("randomized", "ranker_position", "position", "click")
+    if any(column not in impressions.columns for column in needed):
+        return None
+    return impressions.group_by(
+        randomized=pl.col("randomized").cast(pl.Int8).fill_null(0) > 0,
+        ranker_position=pl.col("ranker_position").cast(pl.Int32).fill_null(0),
+        position=pl.col("position").cast(pl.Int32),
+        click=pl.col("click").cast(pl.Int8).fill_null(0) > 0,
+    ).agg(pl.len().cast(pl.Int64).alias("impressions"))
 
-    Works on int32 and boolean arrays, one pass each, so a 20M-row log costs a few hundred MB.
-    """
-    columns = impressions.columns
-    if "randomized" not in columns or "ranker_position" not in columns:
+
+def randomized_requests(impressions: pl.DataFrame) -> int:
+    """How many requests were randomized (0 without the column; -1 without request ids)."""
+    if "randomized" not in impressions.columns:
+        return 0
+    if "request_id" not in impressions.columns:
+        return -1
+    return impressions.filter(pl.col("randomized").cast(pl.Int8) > 0)["request_id"].n_unique()
+
+
+def _intervention_table(
+    counts: pl.DataFrame | None, k: int, requests: int
+) -> tuple[_InterventionTable | None, str | None]:
+    """The K x K click table from :func:`intervention_counts` (``requests``: how many were
+    randomized), or None and why the log cannot give one."""
+    if counts is None:
         return None, "the log has no 'randomized' and 'ranker_position' columns"
-    flag = (impressions["randomized"].cast(pl.Int8).fill_null(0) > 0).to_numpy()
+    flag = counts["randomized"].to_numpy()
     if not flag.any():
         return None, "the log has no randomized requests"
-    shown = impressions["position"].cast(pl.Int32).to_numpy()
-    ranked = impressions["ranker_position"].cast(pl.Int32).fill_null(0).to_numpy()
-    clicked = (impressions["click"].cast(pl.Int8).fill_null(0) > 0).to_numpy()
+    shown = counts["position"].to_numpy().astype(np.int64)
+    ranked = counts["ranker_position"].to_numpy().astype(np.int64)
+    clicked = counts["click"].to_numpy()
+    rows = counts["impressions"].to_numpy().astype(np.float64)  # how many rows each count is
     usable_rank = (ranked >= 1) & (ranked <= k)
-    dropped = int((flag & ~usable_rank).sum())
+    dropped = int(rows[flag & ~usable_rank].sum())
     j = np.where(flag, ranked, shown)
-    del ranked
     keep = (shown <= k) & (~flag | usable_rank)
-    # Rows left out go to an extra bin, k * k, dropped below: no filtered copies.
+    # Counts left out go to an extra bin, k * k, dropped below.
     cell = np.where(keep, (j - 1) * k + (shown - 1), k * k)
     moved = flag & keep & (j != shown)
     if not moved.any():
         return None, "randomized requests moved no item within the positions estimated"
-    bins = k * k + 1
-    n = np.bincount(cell, minlength=bins)[:-1].reshape(k, k).astype(np.float64)
-    clicks = np.bincount(cell[clicked], minlength=bins)[:-1].reshape(k, k).astype(np.float64)
-    evidence = np.bincount(shown[moved] - 1, minlength=k) + np.bincount(j[moved] - 1, minlength=k)
-    moved_cells = np.bincount(cell[moved], minlength=bins)[:-1].reshape(k, k)
+
+    def summed(where: np.ndarray) -> np.ndarray:
+        return np.bincount(cell[where], rows[where], k * k + 1)[:-1].reshape(k, k)
+
+    n, clicks = summed(np.ones(len(cell), dtype=bool)), summed(clicked)
+    moved_cells = summed(moved)
+    evidence = np.bincount(shown[moved] - 1, rows[moved], k) + np.bincount(
+        j[moved] - 1, rows[moved], k
+    )
     linked = _linked_to_first(moved_cells > 0)
-    randomized_requests = _count_randomized_requests(impressions)
-    return _InterventionTable(n, clicks, evidence, linked, randomized_requests, dropped), None
-
-
-def _count_randomized_requests(impressions: pl.DataFrame) -> int:
-    if "request_id" not in impressions.columns:
-        return -1
-    return impressions.filter(pl.col("randomized").cast(pl.Int8) > 0)["request_id"].n_unique()
+    table = _InterventionTable(n, clicks, evidence.astype(np.int64), linked, requests, dropped)
+    return table, None
 
 
 def _linked_to_first(adjacent: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Position bias by regression-EM (``method="regression_em"``), for logs without interventions.
 
-Aggregates the log to (pair, position) cells, keeps the pairs shown at two or more positions
-(seeded subsample beyond ``max_cells``) and runs leave-one-cell-out EM on them, optionally with
+Counts the log's (pair, position) cells (:func:`click_cells`: impressions and clicks, which
+add up over parts of a log), keeps the pairs shown at two or more positions (seeded
+subsample beyond ``max_cells``) and runs leave-one-cell-out EM on them, optionally with
 a feature regression for the relevance prior (Wang et al. 2018). The method, its settings and
 its limits are described in :mod:`labeling.propensity`.
 """
@@ -9,12 +10,16 @@ its limits are described in :mod:`labeling.propensity`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from labeling.propensity_em import _EPS, _pbm_em
 from labeling.propensity_estimate import PropensityEstimate, _curve, _ranges, _with_clicks
+
+if TYPE_CHECKING:
+    from labeling.log_counts import RowCounter
 
 
 @dataclass
@@ -24,12 +29,101 @@ class _Cells:
     n: np.ndarray  # float64 impressions
     clicks: np.ndarray  # float64 clicks
     n_pairs: int
-    row_pair: np.ndarray | None  # pair index of each kept row (only when features are used)
-    kept_rows: np.ndarray | None  # bool mask of the rows kept (position <= K)
+    codes: np.ndarray  # int64 code of each pair (pair_code), in pair index order
+
+
+Vocabulary = tuple[pl.Series, ...]  # per pair column, its distinct values, sorted
+
+
+def pair_vocabulary(impressions: pl.DataFrame, pair_columns: tuple[str, ...]) -> Vocabulary:
+    """The distinct values of each pair column, sorted: what codes the pairs of
+    :func:`click_cells`. The vocabularies of parts of a log add up
+    (:func:`add_vocabularies`) to the whole log's."""
+    return tuple(impressions[c].drop_nulls().unique().sort() for c in pair_columns)
+
+
+def add_vocabularies(parts: list[Vocabulary]) -> Vocabulary:
+    return tuple(pl.concat(values).unique().sort() for values in zip(*parts, strict=True))
+
+
+def click_cells(
+    impressions: pl.DataFrame, pair_columns: tuple[str, ...], vocabulary: Vocabulary
+) -> pl.DataFrame:
+    """The counting step of regression-EM: impressions and clicks per (pair, position), the
+    pair by its code in ``vocabulary`` (the log's, or the whole log's when this is a part).
+    Whole numbers, so the cells of parts of a log add up (:func:`add_click_cells`).
+
+    One sort of packed int64 keys: a 20M-row log costs a few hundred MB.
+    """
+    if impressions.height == 0:  # a part of a log may hold none of the rows counted
+        return pl.DataFrame(
+            schema=dict.fromkeys(("_code", "position", "impressions", "click"), pl.Int64)
+        )
+    code = pair_code(impressions, pair_columns, vocabulary)
+    k = int(impressions["position"].max())
+    # Pack (pair, position, click) into the pair code in place: one int64 per row.
+    packed = code
+    packed *= k
+    packed += impressions["position"].cast(pl.Int64).to_numpy() - 1
+    packed <<= 1
+    packed |= (impressions["click"].cast(pl.Int8).fill_null(0) > 0).to_numpy()
+    packed.sort()
+    cell_key = packed >> 1
+    starts = np.flatnonzero(np.concatenate(([True], cell_key[1:] != cell_key[:-1])))
+    cell_key = cell_key[starts]
+    return pl.DataFrame(
+        {
+            "_code": cell_key // k,
+            "position": cell_key % k + 1,
+            "impressions": np.diff(np.append(starts, len(packed))),
+            "click": np.add.reduceat(packed & 1, starts),
+        }
+    )
+
+
+def add_click_cells(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The :func:`click_cells` of a log from those of its parts."""
+    return pl.concat(parts).group_by("_code", "position").agg(pl.col("impressions", "click").sum())
+
+
+def pair_code(frame: pl.DataFrame, columns: tuple[str, ...], vocabulary: Vocabulary) -> np.ndarray:
+    """One int64 per row, in the order of the pair's values: each column's rank in its
+    vocabulary (0 for null), combined. Every part of a log coded with the whole log's
+    vocabulary gets the same codes."""
+    span = 2 * int(frame["position"].max() or 1)  # room for click_cells' packing
+    key = np.zeros(frame.height, dtype=np.int64)
+    cardinality = 1
+    for column, values in zip(columns, vocabulary, strict=True):
+        codes, size = _codes(frame[column], values)
+        cardinality *= size
+        if cardinality * span >= 2**62:
+            raise ValueError(
+                f"regression-EM: too many distinct ({', '.join(columns)}) to code; "
+                "choose fewer pair_columns"
+            )
+        key = key * size + codes
+    return key
+
+
+def _codes(series: pl.Series, values: pl.Series) -> tuple[np.ndarray, int]:
+    """Codes of ``series`` in the order of ``values`` (its sorted distinct values), 0 for
+    null, and their range."""
+    codes = np.zeros(len(series), dtype=np.int64)
+    present = series.is_not_null().to_numpy()
+    known = series.drop_nulls()
+    if series.dtype == pl.String:
+        ranks, size = known.cast(pl.Enum(values)).to_physical().to_numpy(), len(values)
+    elif series.dtype.is_integer() and len(values) and values[-1] - values[0] < 4 * len(values):
+        low = values[0]  # dense enough: the value's offset is its code, no search needed
+        ranks, size = known.to_numpy() - low, values[-1] - low + 1
+    else:
+        ranks, size = np.searchsorted(values.to_numpy(), known.to_numpy()), len(values)
+    codes[present] = ranks + 1
+    return codes, int(size) + 1
 
 
 def _regression_em_estimate(
-    impressions: pl.DataFrame,
+    counter: RowCounter,
     k: int,
     notes: list[str],
     *,
@@ -43,12 +137,17 @@ def _regression_em_estimate(
     max_cells: int,
     seed: int,
 ) -> PropensityEstimate:
-    missing = [c for c in (*pair_columns, *(feature_columns or ())) if c not in impressions.columns]
+    """Regression-EM on the cells ``counter`` counts; features need its rows."""
+    missing = [c for c in (*pair_columns, *(feature_columns or ())) if c not in counter.columns]
     if missing:
         raise ValueError(
             f"cannot run regression-EM: the impressions lack column(s) {', '.join(missing)}"
         )
-    cells = _aggregate_cells(impressions, pair_columns, k, with_rows=bool(feature_columns))
+    rows = counter.rows  # None on a cluster
+    if feature_columns and rows is None:
+        raise ValueError("regression-EM with feature_columns needs the impressions' rows")
+    vocabulary, counted = counter.cells(pair_columns)
+    cells = _aggregate_cells(counted, k)
     cells_in_pair = np.bincount(cells.pair, minlength=cells.n_pairs)
     informative = cells_in_pair[cells.pair] > 1
     n_informative_pairs = int((cells_in_pair > 1).sum())
@@ -68,7 +167,8 @@ def _regression_em_estimate(
     settings = dict(leave_out=True, tol=tol, max_iter=max_iter)
     total_iterations, converged = 0, True
     if feature_columns:
-        features = _pair_features(impressions, feature_columns, cells, pair_ids)
+        row_pair = _row_pairs(rows, pair_columns, vocabulary, k, cells)
+        features = _pair_features(rows, feature_columns, k, row_pair, cells.n_pairs, pair_ids)
         prior_mean = None
         for _ in range(max(1, regression_rounds)):
             theta, relevance, iterations, converged = _pbm_em(
@@ -159,87 +259,46 @@ def _subsample_pairs(
     return subset
 
 
-def _aggregate_cells(
-    impressions: pl.DataFrame, pair_columns: tuple[str, ...], k: int, with_rows: bool
-) -> _Cells:
-    """(pair, position) cells with impressions and clicks, by one sort of packed int64 keys."""
-    kept = None
-    frame = impressions
-    if int(impressions["position"].max()) > k:
-        kept = (impressions["position"] <= k).to_numpy()
-        frame = impressions.filter(pl.Series(kept))
-    key, cardinality = _pair_codes(frame, pair_columns)
-    if cardinality * k * 2 >= 2**62:  # too many distinct pairs to pack: rank them densely
-        key = np.unique(key, return_inverse=True)[1].astype(np.int64)
-    # Pack (pair, position, click) into the pair key in place: one int64 per row.
-    packed = key
-    packed *= k
-    packed += frame["position"].cast(pl.Int32).to_numpy() - 1
-    packed <<= 1
-    packed |= (frame["click"].cast(pl.Int8).fill_null(0) > 0).to_numpy()
-    if with_rows:
-        order = np.argsort(packed, kind="stable")
-        ordered = packed[order]
-        del packed
-    else:
-        packed.sort()
-        ordered = packed
-    cell_key = ordered >> 1
-    starts = np.flatnonzero(np.concatenate(([True], cell_key[1:] != cell_key[:-1])))
-    n = np.diff(np.append(starts, len(ordered))).astype(np.float64)
-    clicks = np.add.reduceat(ordered & 1, starts).astype(np.float64)
-    cell_key = cell_key[starts]
-    pair_key = cell_key // k
-    new_pair = np.concatenate(([True], pair_key[1:] != pair_key[:-1]))
+def _aggregate_cells(counts: pl.DataFrame, k: int) -> _Cells:
+    """The (pair, position) cells at positions 1..K, in the order of their pair's values, then
+    position (whatever the order of ``counts``, whose rows are unique cells)."""
+    frame = counts.filter(pl.col("position") <= k)
+    code, position = frame["_code"].to_numpy(), frame["position"].to_numpy()
+    step, turn = np.diff(code), np.diff(position)
+    if not np.all((step > 0) | ((step == 0) & (turn > 0))):  # counted in one process: sorted
+        order = np.lexsort((position, code))
+        frame, code, position = frame[order], code[order], position[order]
+    new_pair = np.concatenate(([True], code[1:] != code[:-1]))
     pair = np.cumsum(new_pair) - 1
-    row_pair = None
-    if with_rows:
-        cell_of_sorted = np.repeat(np.arange(len(starts)), n.astype(np.int64))
-        row_pair = np.empty(len(ordered), dtype=np.int64)
-        row_pair[order] = pair[cell_of_sorted]
-    return _Cells(pair, cell_key % k, n, clicks, int(pair[-1]) + 1, row_pair, kept)
+    return _Cells(
+        pair,
+        position.astype(np.int64) - 1,
+        frame["impressions"].to_numpy().astype(np.float64),
+        frame["click"].to_numpy().astype(np.float64),
+        int(pair[-1]) + 1,
+        code[new_pair],
+    )
 
 
-def _pair_codes(frame: pl.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, int]:
-    """One int64 code per row for the combination of ``columns``, and its range."""
-    key = np.zeros(frame.height, dtype=np.int64)
-    cardinality = 1
-    for column in columns:
-        codes, size = _codes(frame[column])
-        if cardinality * size >= 2**62:  # re-densify before the packed key could overflow
-            key = np.unique(key, return_inverse=True)[1].astype(np.int64)
-            cardinality = int(key.max()) + 1
-        key = key * size + codes
-        cardinality *= size
-    return key, cardinality
-
-
-def _codes(series: pl.Series) -> tuple[np.ndarray, int]:
-    """Dense-ish integer codes of a column (deterministic: they do not depend on row order)."""
-    dtype = series.dtype
-    if dtype.is_integer():
-        values = series.fill_null(series.min() - 1 if series.null_count() else 0)
-        low, high = int(values.min()), int(values.max())
-        if high - low < max(4 * series.len(), 1 << 20):
-            return values.to_numpy().astype(np.int64) - low, high - low + 1
-    if dtype == pl.String:
-        categories = series.drop_nulls().unique().sort()
-        codes = series.cast(pl.Enum(categories)).to_physical().fill_null(len(categories))
-        return codes.to_numpy().astype(np.int64), len(categories) + 1
-    codes = series.rank("dense").fill_null(0)
-    return codes.to_numpy().astype(np.int64), int(codes.max()) + 1
+def _row_pairs(
+    rows: pl.DataFrame, pair_columns: tuple[str, ...], vocabulary, k: int, cells: _Cells
+) -> np.ndarray:
+    """The pair index of each of ``rows`` at positions 1..K."""
+    kept = rows.filter(pl.col("position") <= k)
+    return np.searchsorted(cells.codes, pair_code(kept, pair_columns, vocabulary))
 
 
 def _pair_features(
-    impressions: pl.DataFrame,
+    rows: pl.DataFrame,
     columns: tuple[str, ...],
-    cells: _Cells,
+    k: int,
+    row_pair: np.ndarray,
+    n_pairs: int,
     pair_ids: np.ndarray,
 ) -> np.ndarray:
-    """(pairs used, features): each pair's mean of every feature column (NaN when missing)."""
-    frame = impressions.select(columns)
-    if cells.kept_rows is not None:
-        frame = frame.filter(pl.Series(cells.kept_rows))
+    """(pairs used, features): each pair's mean of every feature column over its rows at
+    positions 1..K (NaN when missing)."""
+    frame = rows.filter(pl.col("position") <= k).select(columns)
     out = np.full((len(pair_ids), len(columns)), np.nan)
     for i, column in enumerate(columns):
         series = frame[column]
@@ -249,8 +308,8 @@ def _pair_features(
             )
         values = series.cast(pl.Float64).fill_nan(None).to_numpy()
         present = ~np.isnan(values)
-        sums = np.bincount(cells.row_pair[present], values[present], cells.n_pairs)[pair_ids]
-        counts = np.bincount(cells.row_pair[present], minlength=cells.n_pairs)[pair_ids]
+        sums = np.bincount(row_pair[present], values[present], n_pairs)[pair_ids]
+        counts = np.bincount(row_pair[present], minlength=n_pairs)[pair_ids]
         out[:, i] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return out
 

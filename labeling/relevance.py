@@ -33,11 +33,12 @@ from labeling.click_rates import (
     PAIR_KEYS,
     BetaPrior,
     key_vocabulary,
-    pair_counts,
     pair_key,
+    pairs_from_sums,
     smoothed_rates,
 )
-from labeling.propensity import PropensityEstimate, estimate_propensities, impression_propensity
+from labeling.log_counts import RowCounter
+from labeling.propensity import PropensityEstimate, estimate_propensities, position_propensities
 
 
 @dataclass(frozen=True)
@@ -85,22 +86,29 @@ class DerivedLabels:
 
 
 def derive_labels(
-    impressions: pl.DataFrame,
+    impressions: pl.DataFrame | RowCounter,
     similarity: pl.DataFrame | None,
     config: LabelingConfig = LabelingConfig(),
 ) -> DerivedLabels:
     """Graded labels for every (query, product) pair of ``impressions``.
 
+    ``impressions`` may also be read through a counter (:mod:`labeling.log_counts`; a Dask
+    cluster's counts its partitions): the labels are the same.
     ``similarity`` has one row per pair: ``query``, ``product_id``, ``similarity``; it may be
     None only with ``use_similarity=False``.
     """
+    counter = RowCounter(impressions) if isinstance(impressions, pl.DataFrame) else impressions
     notes: list[str] = []
-    propensity, weights = _propensities(impressions, config, notes)
-    vocabulary = key_vocabulary(impressions)
-    counts = pair_counts(impressions, weights, vocabulary=vocabulary)
-    pairs, priors = smoothed_rates(counts, smoothing=config.smoothing)
+    propensity = _propensities(counter, config, notes)
+    # Each impression weighs by its position's propensity.
+    by_position = None if propensity is None else position_propensities(propensity)
+    sums = counter.pairs(by_position)
+    vocabulary = key_vocabulary(sums)
+    pairs, priors = smoothed_rates(
+        pairs_from_sums(sums, vocabulary=vocabulary), smoothing=config.smoothing
+    )
     for behaviour in ("add_to_cart", "purchase"):
-        if behaviour not in impressions.columns:
+        if behaviour not in counter.columns:
             notes.append(f"the log has no {behaviour}: its term drops out of the score")
     pairs = pairs.with_columns(behaviour_score=_percentile(_behaviour(pairs, config)))
     pairs = _with_similarity(pairs, similarity, vocabulary, config, notes)
@@ -109,21 +117,23 @@ def derive_labels(
     return DerivedLabels(pairs=pairs, propensity=propensity, priors=priors, notes=notes)
 
 
-def _propensities(impressions: pl.DataFrame, config: LabelingConfig, notes: list[str]):
+def _propensities(
+    counter: RowCounter, config: LabelingConfig, notes: list[str]
+) -> PropensityEstimate | None:
     if not config.debias:
         notes.append("not debiased: every impression counts as examined")
-        return None, None
-    if "position" not in impressions.columns:
+        return None
+    if "position" not in counter.columns:
         if config.missing_positions == "no_debias":
             notes.append("the log has no positions: labels are NOT debiased for position")
-            return None, None
+            return None
         raise ValueError(
             "the log has no 'position' column, so position bias cannot be estimated; set "
             "labeling.missing_positions: no_debias to label without debiasing"
         )
-    estimate = estimate_propensities(impressions, method=config.propensity_method)
+    estimate = estimate_propensities(counter, method=config.propensity_method)
     notes.extend(estimate.notes)
-    return estimate, impression_propensity(impressions, estimate)
+    return estimate
 
 
 def _behaviour(pairs: pl.DataFrame, config: LabelingConfig) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""XGBoost's LambdaMART (``XGBRanker``, ``rank:ndcg``) behind the ranker contract."""
+"""XGBoost's LambdaMART (``XGBRanker``, ``rank:ndcg``) behind the ranker contract.
+
+Given a Dask client (``dask_client``, set by the driver from ``--dask``), it trains on the
+cluster with the same settings and early stopping (``models/xgboost_dask.py``), and its
+record's ``training.dask`` says on how many workers.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from models.validation_ndcg import grouped_ndcg
 @register("xgboost")
 class XGBoostRanker(Ranker):
     thread_independent = True  # hist trees: the same model at any n_jobs
+    dask_client = None  # a distributed.Client to train on; None: in this process
+    trains_on_dask = True  # with --dask its trees are another run's (benchmarks/reuse.py)
 
     # XGBoost's defaults (learning rate 0.3 lowered to 0.1 for a smoother early stop), with
     # up to 1000 rounds stopped on the validation split's NDCG@10.
@@ -45,7 +52,7 @@ class XGBoostRanker(Ranker):
         # The other settings are XGBRanker's own parameters, by name.
         params = {k: v for k, v in self.config.items() if k not in ("target", "n_jobs")}
         params.update(self.objective_options)
-        self.model = xgb.XGBRanker(
+        settings = dict(
             objective="rank:ndcg",
             # Groups without a positive count 0 ("-"), not 1 as in plain ndcg@10: either is a
             # constant shift of the suite's mean over the other groups, so the stopping round
@@ -55,19 +62,22 @@ class XGBoostRanker(Ranker):
             enable_categorical=True,
             feature_types=["q"] * len(spec.numeric) + ["c"] * len(spec.categorical),
             random_state=self.seed,
-            n_jobs=n_jobs,
-            callbacks=[_Progress(self)] if self.wandb_run is not None else None,
             **params,
         )
         rows = self.training_order(train)
-        self.model.fit(
+        train_rows = (
             train.tabular()[rows],
             _integer_labels(train.labels[target][rows]),
-            qid=train.group[rows],
-            eval_set=[(val.tabular(), _integer_labels(val.labels[target]))],
-            eval_qid=[val.group],
-            verbose=False,
+            train.group[rows],
         )
+        val_rows = (val.tabular(), _integer_labels(val.labels[target]), val.group)
+        if self.dask_client is not None:
+            from models.xgboost_dask import fit_on_dask
+
+            # No progress callback: it would run on the workers, away from the W&B run.
+            self.model = fit_on_dask(self.dask_client, settings, train_rows, val_rows, n_jobs)
+        else:
+            self.model = self._fit_here(settings, train_rows, val_rows, n_jobs)
         # The validation NDCG@10 every model stores: groups without a positive left out, as
         # the neural models and TabNet do (models/validation_ndcg.py), so they compare.
         best_val = grouped_ndcg(
@@ -78,6 +88,20 @@ class XGBoostRanker(Ranker):
             "best_val_ndcg@10": best_val,
             "best_val_xgboost_ndcg@10-": float(self.model.best_score),
         }
+        if self.dask_client is not None:
+            workers = len(self.dask_client.scheduler_info()["workers"])
+            self.training_summary["dask"] = {"workers": workers}
+
+    def _fit_here(self, settings: dict, train_rows, val_rows, n_jobs: int) -> xgb.XGBRanker:
+        """``XGBRanker(**settings)`` fitted in this process, its rounds streamed to W&B."""
+        model = xgb.XGBRanker(
+            n_jobs=n_jobs,
+            callbacks=[_Progress(self)] if self.wandb_run is not None else None,
+            **settings,
+        )
+        (X, y, qid), (X_val, y_val, qid_val) = train_rows, val_rows
+        model.fit(X, y, qid=qid, eval_set=[(X_val, y_val)], eval_qid=[qid_val], verbose=False)
+        return model
 
     # XGBRanker options a variant adds (position debiasing); the base ranker adds none.
     objective_options: ClassVar[dict] = {}

@@ -119,3 +119,20 @@ def tiny_bert(tmp_path_factory):
     BertModel(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def local_dask_cluster(processes: bool):
+    """A 2-worker Dask ``LocalCluster`` (worker processes, or threads: those start at once)
+    and a client of it."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    local = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    return Client(local), local

@@ -30,19 +30,8 @@ from benchmarks.records import PeakMemory  # noqa: E402
 from datamodules.labels import LabelConfig, label_log  # noqa: E402
 from datamodules.simulator import preset, simulate_chunks  # noqa: E402
 from datamodules.text_encoding import TextEncoder, pair_similarity  # noqa: E402
+from labeling.log_counts import COUNTED_COLUMNS as COLUMNS  # noqa: E402
 from labeling.relevance import LabelingConfig  # noqa: E402
-
-COLUMNS = (
-    "request_id",
-    "query",
-    "product_id",
-    "position",
-    "click",
-    "add_to_cart",
-    "purchase",
-    "randomized",
-    "ranker_position",
-)
 
 
 def encode_pairs(pairs_file: Path, similarity_file: Path) -> None:

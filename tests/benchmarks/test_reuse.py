@@ -195,3 +195,16 @@ def test_the_same_files_in_another_folder_reuse_the_records(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--data", str(moved)]) == 0
     assert "skip xgboost-seed0: finished earlier" in capsys.readouterr().out
+
+
+def test_xgboost_on_dask_is_a_run_of_its_own_and_the_other_models_share_their_records():
+    from types import SimpleNamespace
+
+    from benchmarks.reuse import run_settings
+    from benchmarks.spec import RunSpec
+
+    datamodule = SimpleNamespace(source=SimpleNamespace(describe=lambda: {"preset": "tiny"}))
+    here, on_dask = RunSpec(), RunSpec(dask="local")
+    for model, differs in (("xgboost", True), ("xgboost_unbiased", True), ("mmoe", False)):
+        settings = run_settings(here, datamodule, model), run_settings(on_dask, datamodule, model)
+        assert (settings[0] != settings[1]) is differs, model
