@@ -202,11 +202,17 @@ def simulate_click_log(
     relevance = pl.DataFrame(
         [request_id, pairs["product_id"].gather(item), pl.Series("true_relevance", grades[item])]
     )
-    curve = (
-        pl.DataFrame([position, pl.Series("examination", examination[valid])])
-        .group_by("position")
-        .agg(pl.col("examination").mean())
-        .sort("position")
+    # Each position's mean in numpy: a polars group_by sums floats in an order that varies
+    # with its threads, and the truth must be the same bits on every run.
+    shown = position.to_numpy()
+    totals = np.bincount(shown, weights=examination[valid])
+    counts = np.bincount(shown)
+    at = np.flatnonzero(counts)
+    curve = pl.DataFrame(
+        [
+            pl.Series("position", at, dtype=position.dtype),
+            pl.Series("examination", totals[at] / counts[at], dtype=pl.Float64),
+        ]
     )
     split = sessions.join(
         assignment.rename({"request_id": "_query"}), on="_query", how="left", maintain_order="left"
