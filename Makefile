@@ -23,7 +23,7 @@ TUNED_DIR ?= results/simulator-$(PRESET)-tuning
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install lock bench bench-gpu ablate tune study study-letor test lint clean
+.PHONY: install lock bench bench-gpu bench-large ablate tune study study-letor test lint clean
 
 install: $(STAMP)
 
@@ -52,6 +52,11 @@ bench-gpu: $(STAMP)
 	$(VENV)/bin/rankbench bench --config benchmarks/configs/gpu.yaml $(BENCH_ARGS)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset tiny --models $(MODELS) --seeds 0 \
 		--accelerator gpu --devices 1 --name simulator-tiny-gpu $(BENCH_ARGS)
+
+# The large preset (20M impressions) read a part at a time: XGBoost and MMoE, one seed
+# (benchmarks/configs/large.yaml).
+bench-large: $(STAMP)
+	$(VENV)/bin/rankbench bench --config benchmarks/configs/large.yaml $(BENCH_ARGS)
 
 ablate: $(STAMP)
 	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(ABLATE_ARGS)

@@ -18,7 +18,8 @@ def run_settings(spec: RunSpec, datamodule: SearchLogDataModule, model: str) -> 
     dataset = {k: v for k, v in datamodule.source.describe().items() if k != "path"}
     settings = {
         "dataset": dataset,
-        "data": as_mapping(spec.data),
+        # Reading the log whole or a part at a time gives the same data (the fingerprint).
+        "data": {k: v for k, v in as_mapping(spec.data).items() if k != "part_rows"},
         "model": model,
         "model_config": as_mapping(spec.ranker_settings(model)),
         "metrics": as_mapping(spec.metrics),

@@ -120,6 +120,13 @@ class RunSpec:
             raise ValueError("seeds must hold at least one seed, e.g. [0, 1, 2]")
         if self.dask is not None:
             check_address(self.dask)
+        if self.data.part_rows is not None and self.dataset not in ("simulator", "logdir"):
+            raise ValueError(
+                f"data.part_rows reads the simulator's log or a log folder of Parquet tables "
+                f"(--dataset logdir), not {self.dataset}"
+            )
+        if self.data.part_rows is not None and self.dask is not None:
+            raise ValueError("data.part_rows and --dask: use one of them (README, Scaling)")
         if isinstance(self.jobs, int) and self.jobs < 1:
             raise ValueError(f"jobs must be at least 1 (runs at a time), or auto, not {self.jobs}")
 

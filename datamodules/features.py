@@ -95,68 +95,220 @@ def build_features(
     (``query``, ``product_id``, ``similarity``) is needed when ``config.text_similarity``.
     With a ``cluster``, the behaviour features' counts are made on its workers.
     """
-    # Within a request, rows come in a seeded random order, not the logged one: a model or
-    # library that breaks score ties by input order must not inherit the logging ranker's.
+    rows = keyed_rows(log.impressions.with_columns(labels), assignment, log, config, seed)
+    behaviour = [c for c in BEHAVIOUR_COLUMNS if c in log.impressions.columns]
+    plan = FeaturePlan.make(
+        log,
+        rows.schema,
+        log.impressions.select("query", "product_id").unique(),
+        rows["user_id"].unique() if "user_id" in rows.columns else None,
+        config,
+        _fold_counter(rows, behaviour, config, cluster),
+        similarity,
+    )
+    rows = plan.raw(rows)
+    rows = plan.finish(rows, standardisation_stats(rows.filter(pl.col("split") == "train"), plan))
+    spec = plan.spec(
+        labels.columns, int(rows.group_by("request_id").len()["len"].max()) if rows.height else 0
+    )
+    return BuiltFeatures(rows=rows, spec=spec, texts=plan.texts)
+
+
+def keyed_rows(
+    impressions: pl.DataFrame,
+    assignment: pl.DataFrame,
+    log: SearchLog,
+    config: FeatureConfig,
+    seed: int,
+) -> pl.DataFrame:
+    """Impressions (whole requests) with their split, fold and attributes, in array order:
+    by request, and within a request in a seeded random order, not the logged one, so that a
+    model or library that breaks score ties by input order cannot inherit the logging
+    ranker's."""
     shuffle_key = pl.struct("request_id", "position").hash(seed=seed)
-    rows = (
-        log.impressions.with_columns(labels)
-        .join(assignment, on="request_id", how="left", maintain_order="left")
-        .sort([pl.col("request_id"), shuffle_key])
+    rows = impressions.join(assignment, on="request_id", how="left", maintain_order="left").sort(
+        [pl.col("request_id"), shuffle_key]
     )
     rows = _with_fold(rows, config.oof_folds, seed)
-    rows, product_numeric, product_categorical = _join_attributes(
-        rows, log.products, "product_id", config
-    )
-    user_numeric, user_categorical = [], []
+    rows = _join_attributes(rows, log.products, "product_id", config)[0]
     if log.users is not None and "user_id" in rows.columns:
-        rows, user_numeric, user_categorical = _join_attributes(
-            rows, log.users, "user_id", config, prefix="user_"
-        )
-
-    behaviour = [c for c in BEHAVIOUR_COLUMNS if c in log.impressions.columns]
-    history = "user_id" in rows.columns
-    if history:  # a user's clicks, and everyone's: counted with the other behaviour counts
+        rows = _join_attributes(rows, log.users, "user_id", config, prefix="user_")[0]
+    if "user_id" in rows.columns:  # a user's clicks, and everyone's: counted like behaviour
         rows = rows.with_columns(_user_click=pl.col("click").cast(pl.Float64), _all=pl.lit(0))
-    count = _fold_counter(rows, behaviour, config, cluster)
-    rows, rate_features = _rate_features(rows, behaviour, config, count)
-    history_features: list[str] = []
-    if history:
-        rows, history_features = _user_history_features(rows, config, count)
-        rows = rows.drop("_user_click", "_all")
+    return rows
 
-    rows, texts, text_fields = _text_ids(rows, config)
-    text_match = []
-    if config.lexical_overlap:
-        rows = rows.with_columns(_query_title_overlap(rows, texts))
-        text_match = ["query_title_overlap"]
 
-    if config.text_similarity:
-        if similarity is None:
+@dataclass(frozen=True)
+class FeaturePlan:
+    """What turns :func:`keyed_rows` into feature rows, fixed from the whole log: the
+    behaviour counts (:func:`fold_sums`), the texts and categorical values and, once the raw
+    features of the training rows are known, their standardisation. Applied to the whole log
+    at once, or to its parts one after another (``datamodules/streamed_log.py``) with the
+    same result per row."""
+
+    config: FeatureConfig
+    behaviour: tuple[str, ...]
+    history: bool
+    count: FoldCounter
+    behaviour_means: dict[str, float]
+    texts: list[str]
+    text_fields: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: dict[str, list]  # feature -> its values in code order (code 0: missing)
+    similarity: pl.DataFrame | None
+
+    @classmethod
+    def make(
+        cls,
+        log: SearchLog,
+        schema: pl.Schema,
+        pairs: pl.DataFrame,
+        users_seen: pl.Series | None,
+        config: FeatureConfig,
+        count: FoldCounter,
+        similarity: pl.DataFrame | None,
+        count_all: Callable[[list], list[pl.DataFrame]] | None = None,
+    ) -> FeaturePlan:
+        """``log``: its products, users and impression columns (the impressions' rows are not
+        read); ``schema``: that of its :func:`keyed_rows`; ``pairs``: its distinct (query,
+        product_id); ``users_seen``: its distinct user ids (None without ``user_id``);
+        ``count``: the :func:`fold_sums` of its training rows; ``count_all``, where given,
+        counts a list of :func:`counted_keys` at once (a log read in parts: one pass)."""
+        if config.text_similarity and similarity is None:
             raise ValueError("features.text_similarity needs the query-title similarity table")
-        rows = rows.join(
-            similarity.rename({"similarity": "query_title_similarity"}),
-            on=["query", "product_id"],
-            how="left",
-            maintain_order="left",
+        columns = log.impressions.columns
+        behaviour = [c for c in BEHAVIOUR_COLUMNS if c in columns]
+        count = _memoized(count)
+        if count_all is not None:
+            needed = counted_keys(schema, behaviour, config)
+            for (keys, values), table in zip(needed, count_all(needed), strict=True):
+                count.done[(tuple(keys), tuple(values))] = table
+        product_numeric, product_categorical = _attribute_kinds(log.products, "product_id", config)
+        user_numeric, user_categorical = [], []
+        if log.users is not None and "user_id" in columns:
+            user_numeric, user_categorical = _attribute_kinds(log.users, "user_id", config, "user_")
+        history = "user_id" in columns
+        per_product = count(["product_id"], list(behaviour)) if behaviour else None
+        means = {}
+        for column in behaviour:  # the training part's rate: whole numbers over whole numbers
+            n = int(per_product["n"].sum())
+            means[column] = float(per_product[column].sum()) / n if n else 0.0
+        rate_features = []
+        for prefix in ("qp", "product"):
+            rate_features.append(f"{prefix}_log_impressions")
+            rate_features += [f"{prefix}_{column}_rate" for column in behaviour]
+        history_features = []
+        if history:  # what _user_history_features adds, in its order
+            history_features = ["user_log_clicks"]
+            history_features += [
+                f"user_{a}_affinity" for a in config.user_affinity_columns if a in schema
+            ]
+            if "price" in schema and schema["price"].is_numeric():
+                history_features.append("user_relative_price")
+        text_match = ["query_title_overlap"] if config.lexical_overlap else []
+        if config.text_similarity:
+            text_match.append("query_title_similarity")
+        shown = log.products.join(pairs, on="product_id", how="semi")
+        text_fields = ("query", *[c for c in config.text_columns if c in log.products.columns])
+        uniques = [pairs["query"]] + [shown[c] for c in text_fields[1:]]
+        texts = pl.concat([u.drop_nulls() for u in uniques]).unique().sort().to_list()
+        categorical = {}
+        for feature in product_categorical:
+            categorical[feature] = _values(shown[feature].cast(pl.String))
+        if user_categorical:
+            seen = log.users.join(pl.DataFrame(users_seen), on="user_id", how="semi")
+            for feature in user_categorical:
+                values = seen[feature.removeprefix("user_")].cast(pl.String)
+                categorical[feature] = _values(values)
+        return cls(
+            config=config,
+            behaviour=tuple(behaviour),
+            history=history,
+            count=count,
+            behaviour_means=means,
+            texts=texts,
+            text_fields=text_fields,
+            numeric=(
+                *product_numeric,
+                *user_numeric,
+                *rate_features,
+                *history_features,
+                *text_match,
+            ),
+            categorical=categorical,
+            similarity=similarity,
         )
-        text_match.append("query_title_similarity")
 
-    numeric = product_numeric + user_numeric + rate_features + history_features + text_match
-    rows = _standardise(rows, numeric)
-    categorical = product_categorical + user_categorical
-    rows, cardinalities = _encode_categoricals(rows, categorical)
+    def raw(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """:func:`keyed_rows` with every feature, the numbers not yet standardised."""
+        rows = _rate_features(rows, list(self.behaviour), self)
+        if self.history:
+            rows = _user_history_features(rows, self.config, self.count)
+        if "_user_click" in rows.columns:
+            rows = rows.drop("_user_click", "_all")
+        rows = _text_ids(rows, self.text_fields, self.texts)
+        if self.config.lexical_overlap:
+            rows = rows.with_columns(_query_title_overlap(rows))
+        if self.config.text_similarity:
+            rows = rows.join(
+                self.similarity.rename({"similarity": "query_title_similarity"}),
+                on=["query", "product_id"],
+                how="left",
+                maintain_order="left",
+            )
+        return rows
 
-    tasks = ("relevance", *behaviour)
-    spec = FeatureSpec(
-        numeric=tuple(numeric),
-        categorical=tuple(categorical),
-        cardinalities=tuple(cardinalities),
-        text_fields=tuple(text_fields),
-        tasks=tasks,
-        eval_labels=tuple(c for c in labels.columns if c in (*tasks, "true_relevance")),
-        max_list_size=int(rows.group_by("request_id").len()["len"].max()),
-    )
-    return BuiltFeatures(rows=rows, spec=spec, texts=texts)
+    def finish(self, rows: pl.DataFrame, stats: dict[str, tuple[float, float]]) -> pl.DataFrame:
+        """Raw feature rows standardised with ``stats`` and their categories coded."""
+        return _encode_categoricals(_standardise(rows, stats), self.categorical)
+
+    def spec(self, label_columns, max_list_size: int) -> FeatureSpec:
+        tasks = ("relevance", *self.behaviour)
+        return FeatureSpec(
+            numeric=self.numeric,
+            categorical=tuple(self.categorical),
+            cardinalities=tuple(len(v) + 1 for v in self.categorical.values()),
+            text_fields=self.text_fields,
+            tasks=tasks,
+            eval_labels=tuple(c for c in label_columns if c in (*tasks, "true_relevance")),
+            max_list_size=max_list_size,
+        )
+
+
+def counted_keys(
+    schema: pl.Schema, behaviour: list[str], config: FeatureConfig
+) -> list[tuple[list[str], list[str]]]:
+    """The (keys, values) of every :func:`fold_sums` the features of rows with ``schema`` (of
+    :func:`keyed_rows`) read, so that a log read in parts counts them in one pass."""
+    counted = [(["query", "product_id"], behaviour), (["product_id"], behaviour)]
+    if "user_id" in schema:
+        clicks = ["_user_click"]
+        counted.append((["user_id"], clicks))
+        for attribute in config.user_affinity_columns:
+            if attribute in schema:
+                counted += [(["user_id", attribute], clicks), ([attribute], clicks)]
+                counted.append((["_all"], clicks))
+        if "price" in schema and schema["price"].is_numeric():
+            counted.append((["user_id", "price"], clicks))
+    return list({(tuple(k), tuple(v)): (k, v) for k, v in counted}.values())
+
+
+def _memoized(count: FoldCounter) -> FoldCounter:
+    """``count`` computed once per (keys, values): every part of a log reads the same sums."""
+    done: dict = {}
+
+    def memoized(keys: list[str], values: list[str]) -> pl.DataFrame:
+        key = (tuple(keys), tuple(values))
+        if key not in done:
+            done[key] = count(list(keys), list(values))
+        return done[key]
+
+    memoized.done = done
+    return memoized
+
+
+def _values(column: pl.Series) -> list:
+    return column.drop_nulls().unique().sort().to_list()
 
 
 # --------------------------------------------------------------------------- attributes
@@ -170,26 +322,39 @@ def _with_fold(rows: pl.DataFrame, folds: int, seed: int) -> pl.DataFrame:
     )
 
 
+def _attribute_kinds(
+    table: pl.DataFrame, key: str, config: FeatureConfig, prefix: str = ""
+) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical features an entity's attributes give."""
+    numeric, categorical = [], []
+    for name, dtype in table.schema.items():
+        if name == key or name in config.text_columns:
+            continue
+        if dtype.is_numeric():
+            numeric.append(f"{prefix}{name}")
+        elif dtype in (pl.String, pl.Categorical, pl.Boolean):
+            categorical.append(f"{prefix}{name}")
+        # dates and nested types are not features
+    return numeric, categorical
+
+
 def _join_attributes(
     rows: pl.DataFrame, table: pl.DataFrame, key: str, config: FeatureConfig, prefix: str = ""
 ) -> tuple[pl.DataFrame, list[str], list[str]]:
     """Join an entity's attributes; numeric ones get log1p where configured."""
-    numeric, categorical, columns = [], [], []
-    for name, dtype in table.schema.items():
-        if name == key or name in config.text_columns:
-            continue
+    numeric, categorical = _attribute_kinds(table, key, config, prefix)
+    columns = []
+    for name in table.columns:
         feature = f"{prefix}{name}"
         expr = pl.col(name)
-        if dtype.is_numeric():
+        if feature in numeric:
             expr = expr.cast(pl.Float64)
             if name in config.log1p_columns:
                 expr = expr.clip(lower_bound=0).log1p()
-            numeric.append(feature)
-        elif dtype in (pl.String, pl.Categorical, pl.Boolean):
+        elif feature in categorical:
             expr = expr.cast(pl.String)
-            categorical.append(feature)
         else:
-            continue  # dates and nested types are not features
+            continue
         columns.append(expr.alias(feature))
     attributes = table.select(pl.col(key), *columns)
     text = [c for c in config.text_columns if c in table.columns and not prefix]
@@ -218,6 +383,16 @@ def add_fold_sums(parts: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
     """The :func:`fold_sums` of rows from those of their parts."""
     by = [*keys, "_fold"]
     return pl.concat(parts).group_by(by).agg(pl.exclude(by).sum())
+
+
+def many_fold_sums(rows: pl.DataFrame, counted: list) -> list[pl.DataFrame]:
+    """:func:`fold_sums` of ``rows`` for each (keys, values) of ``counted``."""
+    return [fold_sums(rows, keys, values) for keys, values in counted]
+
+
+def add_many_fold_sums(parts: list[list[pl.DataFrame]], counted: list) -> list[pl.DataFrame]:
+    """:func:`many_fold_sums` of rows from those of their parts."""
+    return [add_fold_sums([part[i] for part in parts], keys) for i, (keys, _) in enumerate(counted)]
 
 
 def out_of_fold_sums(
@@ -284,37 +459,28 @@ def _smoothed(successes: pl.Expr, trials: pl.Expr, mean: float, strength: float)
     return (successes + strength * mean) / (trials + strength)
 
 
-def _rate_features(
-    rows: pl.DataFrame, behaviour: list[str], config: FeatureConfig, count: FoldCounter
-) -> tuple[pl.DataFrame, list[str]]:
-    train = rows.filter(pl.col("split") == "train")
-    features: list[str] = []
+def _rate_features(rows: pl.DataFrame, behaviour: list[str], plan: FeaturePlan) -> pl.DataFrame:
+    """Smoothed query-product and product rates of each behaviour, and log impressions."""
     new_columns = []
     for keys, prefix in ((["query", "product_id"], "qp"), (["product_id"], "product")):
-        sums = out_of_fold_sums(rows, keys, behaviour, count(keys, behaviour))
+        sums = out_of_fold_sums(rows, keys, behaviour, plan.count(keys, behaviour))
         new_columns.append(pl.Series(f"{prefix}_log_impressions", np.log1p(sums["n"])))
-        features.append(f"{prefix}_log_impressions")
         for column in behaviour:
-            mean = float(train[column].mean()) if train.height else 0.0
-            rate = sums.select(
-                _smoothed(pl.col(column), pl.col("n"), mean, config.prior_strength)
-            ).to_series()
-            name = f"{prefix}_{column}_rate"
-            new_columns.append(rate.alias(name))
-            features.append(name)
-    return rows.with_columns(new_columns), features
+            mean, strength = plan.behaviour_means[column], plan.config.prior_strength
+            rate = sums.select(_smoothed(pl.col(column), pl.col("n"), mean, strength))
+            new_columns.append(rate.to_series().alias(f"{prefix}_{column}_rate"))
+    return rows.with_columns(new_columns)
 
 
 def _user_history_features(
     rows: pl.DataFrame, config: FeatureConfig, count: FoldCounter
-) -> tuple[pl.DataFrame, list[str]]:
+) -> pl.DataFrame:
     """A user's clicks in training: affinity to this product's attributes and its price."""
 
     def clicks_by(keys: list[str]) -> pl.DataFrame:
         return out_of_fold_sums(rows, keys, ["_user_click"], count(keys, ["_user_click"]))
 
     user_clicks = clicks_by(["user_id"])["_user_click"]
-    features = ["user_log_clicks"]
     new_columns = [pl.Series("user_log_clicks", np.log1p(user_clicks))]
     for attribute in config.user_affinity_columns:
         if attribute not in rows.columns:
@@ -327,13 +493,10 @@ def _user_history_features(
         affinity = (user_value["_user_click"].to_numpy() + crowd_share) / (
             user_clicks.to_numpy() + 1.0
         )
-        name = f"user_{attribute}_affinity"
-        new_columns.append(pl.Series(name, affinity))
-        features.append(name)
+        new_columns.append(pl.Series(f"user_{attribute}_affinity", affinity))
     if "price" in rows.columns and rows.schema["price"].is_numeric():
         new_columns.append(_user_relative_price(rows, user_clicks, count))
-        features.append("user_relative_price")
-    return rows.with_columns(new_columns), features
+    return rows.with_columns(new_columns)
 
 
 def _user_relative_price(
@@ -366,12 +529,11 @@ def _user_relative_price(
 # --------------------------------------------------------------------------- text
 
 
-def _text_ids(rows: pl.DataFrame, config: FeatureConfig):
-    """Replace text columns by ids into one table of unique texts."""
-    fields = ["query", *[c for c in config.text_columns if c in rows.columns]]
-    uniques = pl.concat([rows[f].drop_nulls().unique() for f in fields]).unique().sort()
-    texts = uniques.to_list()
-    lookup = pl.DataFrame({"_text": uniques, "_id": pl.int_range(len(texts), eager=True)})
+def _text_ids(rows: pl.DataFrame, fields: tuple[str, ...], texts: list[str]) -> pl.DataFrame:
+    """Add ``<field>_text_id``: each text field's id into ``texts`` (-1 without text)."""
+    lookup = pl.DataFrame(
+        {"_text": pl.Series(texts, dtype=pl.String), "_id": pl.int_range(len(texts), eager=True)}
+    )
     for field in fields:
         rows = rows.join(
             lookup.rename({"_text": field, "_id": f"{field}_text_id"}),
@@ -379,14 +541,14 @@ def _text_ids(rows: pl.DataFrame, config: FeatureConfig):
             how="left",
             maintain_order="left",
         ).with_columns(pl.col(f"{field}_text_id").fill_null(-1).cast(pl.Int64))
-    return rows, texts, fields
+    return rows
 
 
 def _words(text: pl.Expr) -> pl.Expr:
     return text.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ").str.split(" ")
 
 
-def _query_title_overlap(rows: pl.DataFrame, texts: list[str]) -> pl.Series:
+def _query_title_overlap(rows: pl.DataFrame) -> pl.Series:
     """Share of the query's distinct words that appear in the title, per unique pair."""
     pairs = rows.select("query", "title").unique()
     query_words = _words(pl.col("query")).list.eval(pl.element().filter(pl.element() != ""))
@@ -406,17 +568,25 @@ def _query_title_overlap(rows: pl.DataFrame, texts: list[str]) -> pl.Series:
 # --------------------------------------------------------------------------- encoding
 
 
-def _standardise(rows: pl.DataFrame, numeric: list[str]) -> pl.DataFrame:
-    """Standardise with training statistics; missing values become 0 (the training mean)."""
-    train = rows.filter(pl.col("split") == "train")
-    columns = []
-    for name in numeric:
+def standardisation_stats(train: pl.DataFrame, plan: FeaturePlan) -> dict[str, tuple[float, float]]:
+    """Per numeric feature, the training rows' mean and standard deviation (missing values
+    and NaN left out; a constant or empty feature gets 0 and 1)."""
+    stats = {}
+    for name in plan.numeric:
         values = train[name].cast(pl.Float64).fill_nan(None)  # NaN must not poison the stats
         mean = values.mean() if values.null_count() < len(values) else 0.0
         std = values.std() if values.null_count() < len(values) - 1 else 1.0
+        stats[name] = (mean or 0.0, std)
+    return stats
+
+
+def _standardise(rows: pl.DataFrame, stats: dict[str, tuple[float, float]]) -> pl.DataFrame:
+    """Standardise with training statistics; missing values become 0 (the training mean)."""
+    columns = []
+    for name, (mean, std) in stats.items():
         std = std if std and np.isfinite(std) and std > 0 else 1.0
         columns.append(
-            ((pl.col(name).cast(pl.Float64) - (mean or 0.0)) / std)
+            ((pl.col(name).cast(pl.Float64) - mean) / std)
             .fill_null(0.0)
             .fill_nan(0.0)
             .cast(pl.Float32)
@@ -425,16 +595,12 @@ def _standardise(rows: pl.DataFrame, numeric: list[str]) -> pl.DataFrame:
     return rows.with_columns(columns)
 
 
-def _encode_categoricals(
-    rows: pl.DataFrame, categorical: list[str]
-) -> tuple[pl.DataFrame, list[int]]:
-    """Integer codes from the catalog's values (known at serving time); 0 means missing."""
-    cardinalities, columns = [], []
-    for name in categorical:
-        values = rows[name].drop_nulls().unique().sort()
-        lookup = dict(zip(values.to_list(), range(1, len(values) + 1), strict=True))
+def _encode_categoricals(rows: pl.DataFrame, vocabularies: dict[str, list]) -> pl.DataFrame:
+    """Integer codes from the values the log shows (its catalog's); 0 means missing."""
+    columns = []
+    for name, values in vocabularies.items():
+        lookup = dict(zip(values, range(1, len(values) + 1), strict=True))
         columns.append(
             pl.col(name).replace_strict(lookup, default=0, return_dtype=pl.Int64).alias(name)
         )
-        cardinalities.append(len(values) + 1)
-    return rows.with_columns(columns), cardinalities
+    return rows.with_columns(columns)

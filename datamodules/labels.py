@@ -12,8 +12,10 @@ workers (``datamodules/cluster.py``); the labels are the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -31,6 +33,9 @@ from labeling.propensity_regression_em import (
 )
 from labeling.relevance import DerivedLabels, LabelingConfig, derive_labels
 from labeling.sampling import SamplingConfig
+
+if TYPE_CHECKING:
+    from datamodules.streamed_log import LogParts
 
 RELEVANCE_SOURCES = ("derived", "behavioural")
 
@@ -60,11 +65,16 @@ def labels_for(labels: LabelConfig, log: SearchLog) -> LabelConfig:
 
 def pair_similarities(log: SearchLog, encoder: TextEncoder, progress: bool = False) -> pl.DataFrame:
     """Cosine similarity of query and product title for every (query, product) pair shown."""
-    pairs = (
-        log.impressions.select("query", "product_id")
-        .unique()
-        .join(log.products.select("product_id", "title"), on="product_id", how="left")
-        .sort("query", "product_id")
+    pairs = log.impressions.select("query", "product_id").unique()
+    return similarities_of_pairs(pairs, log.products, encoder, progress)
+
+
+def similarities_of_pairs(
+    pairs: pl.DataFrame, products: pl.DataFrame, encoder: TextEncoder, progress: bool = False
+) -> pl.DataFrame:
+    """:func:`pair_similarities` of distinct (``query``, ``product_id``) ``pairs``."""
+    pairs = pairs.join(products.select("product_id", "title"), on="product_id", how="left").sort(
+        "query", "product_id"
     )
     similarity = pair_similarity(
         encoder, pairs["query"].to_list(), pairs["title"].to_list(), progress=progress
@@ -75,7 +85,7 @@ def pair_similarities(log: SearchLog, encoder: TextEncoder, progress: bool = Fal
 
 
 def label_log(
-    impressions: pl.DataFrame | ClusterCounter,
+    impressions: pl.DataFrame | PartsCounter,
     similarity: pl.DataFrame | None,
     config: LabelConfig,
     cluster: DaskCluster | None = None,
@@ -105,28 +115,43 @@ def relevance_labels(
     split = impressions.select("request_id").join(
         assignment, on="request_id", how="left", maintain_order="left"
     )["split"]
-    counters = None
-    if cluster is not None:
+    if cluster is not None:  # its counts, on the workers
         counters = _cluster_counters(cluster, impressions.with_columns(split.alias("_split")))
-    # Each part is labelled from the log up to and including itself: training rows from the
-    # training part, validation rows (which early stopping reads) without the test part, and
-    # test rows, the evaluation targets, from the whole log.
-    seen = {"train": ["train"], "val": ["train", "val"], "test": ["train", "val", "test"]}
+        return split_grades(impressions, split, split_labellings(counters, similarity, config))
+
+    def rows_of(visible: list[str]) -> pl.DataFrame:
+        return impressions.filter(split.is_in(visible))
+
+    return split_grades(impressions, split, split_labellings(rows_of, similarity, config))
+
+
+# Each part is labelled from the log up to and including itself: training rows from the
+# training part, validation rows (which early stopping reads) without the test part, and test
+# rows, the evaluation targets, from the whole log.
+VISIBLE = {"train": ("train",), "val": ("train", "val"), "test": ("train", "val", "test")}
+
+
+def split_labellings(
+    counter_for: Callable, similarity: pl.DataFrame | None, config: LabelConfig
+) -> dict[str, DerivedLabels]:
+    """Per split, the labels of the pairs made from the part of the log it may see;
+    ``counter_for(visible)``: those splits' rows, or a counter of them."""
+    return {
+        part: label_log(counter_for(list(visible)), similarity, config)
+        for part, visible in VISIBLE.items()
+    }
+
+
+def split_grades(
+    impressions: pl.DataFrame, split: pl.Series, labellings: dict[str, DerivedLabels]
+) -> pl.Series:
+    """Each impression's grade from the labels of its split (``split``, in row order)."""
     grades = pl.Series("relevance", [0] * impressions.height, dtype=pl.Int8)
-    for part, visible in seen.items():
-        if counters is None:
-            seen_log = impressions.filter(split.is_in(visible))
-        else:  # its counts, on the workers
-            seen_log = counters(visible)
-        labelled = label_log(seen_log, similarity, config)
+    for part, labelled in labellings.items():
         grades = pl.select(
             pl.when(split == part).then(labelled.for_impressions(impressions)).otherwise(grades)
         ).to_series()
-    return pl.Series(
-        "relevance",
-        grades,
-        dtype=pl.Int8,
-    )
+    return grades.cast(pl.Int8).alias("relevance")
 
 
 def _cluster_counters(cluster: DaskCluster, rows: pl.DataFrame):
@@ -134,16 +159,17 @@ def _cluster_counters(cluster: DaskCluster, rows: pl.DataFrame):
     sent = rows.select(c for c in rows.columns if c in (*COUNTED_COLUMNS, "_split"))
     partitions = cluster.scatter(sent, stage="labelling")
     columns = [c for c in sent.columns if c != "_split"]
-    return lambda visible: ClusterCounter(partitions, columns, tuple(visible))
+    return lambda visible: PartsCounter(partitions, columns, tuple(visible))
 
 
 @dataclass(frozen=True)
-class ClusterCounter:
-    """The counts of a log's ``visible`` splits, made on a cluster's workers by the functions
-    :class:`labeling.log_counts.RowCounter` calls in one process, partition by partition, and
-    summed there."""
+class PartsCounter:
+    """The counts of a log's ``visible`` splits, made part by part by the functions
+    :class:`labeling.log_counts.RowCounter` calls on the whole log, and summed: on a Dask
+    cluster's workers (:class:`datamodules.cluster.Partitions`), or in this process over a
+    log read a part at a time (:class:`datamodules.streamed_log.LogParts`)."""
 
-    partitions: Partitions
+    partitions: Partitions | LogParts
     columns: list[str]
     visible: tuple[str, ...]
 

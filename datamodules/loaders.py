@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from datamodules.tables import LogValidationError, SearchLog, Truth, validate_log
+from datamodules.tables import LogScan, LogValidationError, SearchLog, Truth, validate_log
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
@@ -42,6 +42,48 @@ def read_log_dir(path: str | Path, with_truth: bool = True) -> SearchLog:
         sources=sources,
     )
     return validate_log(log)
+
+
+def scan_log_dir(path: str | Path) -> LogScan:
+    """The canonical tables in ``path`` with the impressions (and the truth's relevance) as
+    lazy Parquet scans, read a part at a time by :class:`datamodules.streamed_log.LogParts`;
+    products and users are read whole. Validation happens as the parts are read."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise LogValidationError(str(folder), None, "log folder not found")
+    impressions = _find_table(folder, "impressions")
+    if impressions is None:
+        raise LogValidationError(str(folder), None, "no impressions table (.parquet or folder)")
+    products = _find_table(folder, "products")
+    if products is None:
+        raise LogValidationError(str(folder), None, "no products table (.parquet, .csv, .jsonl)")
+    users = _find_table(folder, "users")
+    relevance = _find_table(folder, "truth_relevance")
+    examination = _find_table(folder, "truth_examination")
+    has_truth = relevance is not None and examination is not None
+    return LogScan(
+        products=read_table(products),
+        users=read_table(users) if users is not None else None,
+        impressions=_scan_parquet(impressions),
+        truth_relevance=_scan_parquet(relevance) if has_truth else None,
+        truth_examination=read_table(examination) if has_truth else None,
+        sources={"products": str(products), "impressions": str(impressions)}
+        | ({"users": str(users)} if users is not None else {}),
+    )
+
+
+def _scan_parquet(location: Path) -> pl.LazyFrame:
+    parts = sorted(location.glob("*.parquet")) if location.is_dir() else [location]
+    if location.suffix != ".parquet" and not location.is_dir():
+        raise LogValidationError(
+            str(location),
+            None,
+            "data.part_rows reads Parquet only (a .parquet file or a folder of parts); "
+            "convert the table or leave data.part_rows unset",
+        )
+    if not parts:
+        raise LogValidationError(str(location), None, "folder holds no .parquet parts")
+    return pl.scan_parquet(parts)
 
 
 def _find_table(folder: Path, name: str) -> Path | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -27,9 +29,16 @@ from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
 from datamodules.cluster import DaskCluster
 from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
 from datamodules.judged import JUDGMENT, is_judged, judged_assignment, validate_judged_log
-from datamodules.labels import LabelConfig, labels_for, pair_similarities, relevance_labels
+from datamodules.labels import (
+    LabelConfig,
+    labels_for,
+    pair_similarities,
+    relevance_labels,
+    similarities_of_pairs,
+)
 from datamodules.semi_synthetic import SimulateClicks, simulate_click_log, simulation_note
 from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
+from datamodules.streamed_log import StreamedData, build_streamed
 from datamodules.tables import SearchLog, validate_log
 from datamodules.text_encoding import TextEncoder
 from labeling.propensity import PropensityEstimate, estimate_propensities
@@ -55,6 +64,13 @@ class DataConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     batch_size: int = 64  # query groups per batch
     num_workers: int = 0
+    # Impressions per part when a log folder of Parquet tables is read a part at a time, in
+    # bounded memory, its arrays memory-mapped (datamodules/streamed_log.py); None: whole.
+    part_rows: int | None = None
+
+    def __post_init__(self):
+        if self.part_rows is not None and self.part_rows < 1:
+            raise ValueError(f"data.part_rows must be at least 1 or null, not {self.part_rows}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +83,11 @@ class SearchLogDataModule(L.LightningDataModule):
         config: DataConfig | None = None,
         progress: bool = False,
         cluster: DaskCluster | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ):
+        """``on_stage(name)`` is called as :meth:`setup` begins each stage: ``load`` (read,
+        validate, split, text similarity), ``labels``, ``features`` (and the arrays), then
+        ``done``; :attr:`stage_seconds` holds each stage's wall time after."""
         super().__init__()
         self.source = source
         self.config = config or DataConfig()
@@ -79,7 +99,11 @@ class SearchLogDataModule(L.LightningDataModule):
         self._fingerprint: str | None = None
         self._encoders: dict[str | None, TextEncoder] = {}
         self._train_propensities: PropensityEstimate | None = None
+        self._streamed: StreamedData | None = None  # set when read a part at a time
         self.notes: list[str] = []  # what the log lacks, and what is skipped for it
+        self.on_stage = on_stage
+        self.stage_seconds: dict[str, float] = {}
+        self._stage_started: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -87,11 +111,18 @@ class SearchLogDataModule(L.LightningDataModule):
         """Load, validate, label, split and featurise; later calls are free."""
         if self._built is not None:
             return
+        self._stage("load")
+        if self.config.part_rows is not None:
+            self._setup_streamed()
+            self._stage("done")
+            return
         search_log, assignment, judged = load_split_log(self.source, self.config.split)
         simulation = getattr(self.source, "click_simulation", None)
         features = self._feature_config(search_log)
         similarity = self._similarity(search_log, features, judged)
+        self._stage("labels")
         labels = self._labels(search_log, assignment, similarity, judged)
+        self._stage("features")
         self._built = build_features(
             search_log,
             assignment,
@@ -109,11 +140,52 @@ class SearchLogDataModule(L.LightningDataModule):
             self.notes.append(sampled)
         self._assignment = assignment
         self._arrays = {name: self._split_arrays(name) for name in SPLITS}
+        self._stage("done")
         log.info(
             "%s: %d impressions, %d requests (train/val/test %s), split %s",
             self.source.name,
             search_log.impressions.height,
             assignment.height,
+            "/".join(str(self._arrays[s].n_groups) for s in SPLITS),
+            self.split_hash,
+        )
+
+    def _setup_streamed(self) -> None:
+        """:meth:`setup` for a log folder read a part at a time (``data.part_rows``)."""
+        scan = getattr(self.source, "scan", None)
+        if scan is None:
+            raise ValueError(
+                f"data.part_rows reads the simulator's log or a log folder of Parquet tables "
+                f"(--dataset logdir), not {self.source.name}; leave data.part_rows unset"
+            )
+        if self.cluster is not None:
+            raise ValueError("data.part_rows and --dask: use one of them (see README)")
+
+        def similarity_of(search_log: SearchLog, pairs: pl.DataFrame):
+            features = self._feature_config(search_log)
+            return self._similarity(search_log, features, pairs=pairs)
+
+        data = build_streamed(
+            scan(),
+            self.config.part_rows,
+            self.config.split,
+            self._label_config,
+            self._feature_config,
+            self.config.labels.sampling,
+            similarity_of,
+            owner=self,
+            stage=self._stage,
+            progress=self.progress,
+        )
+        self._streamed = data
+        self._built = BuiltFeatures(rows=None, spec=data.spec, texts=data.texts)
+        self._log, self._assignment, self._arrays = data.log, data.assignment, data.arrays
+        self.notes = [*getattr(self.source, "notes", []), *dataset_notes(data.log), *data.notes]
+        log.info(
+            "%s: %d impressions, %d requests (train/val/test %s), split %s, read in parts",
+            self.source.name,
+            sum(self._arrays[s].n_rows for s in SPLITS),
+            data.assignment.height,
             "/".join(str(self._arrays[s].n_groups) for s in SPLITS),
             self.split_hash,
         )
@@ -153,7 +225,13 @@ class SearchLogDataModule(L.LightningDataModule):
 
     def rows(self, split: str) -> pl.DataFrame:
         """The split's rows as a table (keys, features, labels), in array row order."""
-        return self._require_setup().rows.filter(pl.col("split") == split)
+        rows = self._require_setup().rows
+        if rows is None:
+            raise ValueError(
+                "the rows are not kept when the log is read a part at a time "
+                "(data.part_rows); read arrays(split)"
+            )
+        return rows.filter(pl.col("split") == split)
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         return self._loader(split, shuffle)
@@ -177,6 +255,11 @@ class SearchLogDataModule(L.LightningDataModule):
             raise ValueError(
                 "cannot estimate position bias: this dataset is judged pairs, whose 'position' "
                 "is the order of its files, not where items were shown"
+            )
+        if self._train_propensities is None and self._streamed is not None:
+            self._train_propensities = estimate_propensities(
+                self._streamed.train_counter,
+                method=self.config.labels.labeling.propensity_method,
             )
         if self._train_propensities is None:
             train = self._assignment.filter(pl.col("split") == "train")["request_id"]
@@ -227,17 +310,35 @@ class SearchLogDataModule(L.LightningDataModule):
         for text in self._built.texts:
             digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
         digest.update(repr(self._built.spec).encode())
+        for schema, height, hashes in self._table_hashes():
+            digest.update(schema.encode())
+            digest.update(str(height).encode())
+            digest.update(str(hashes).encode())
+        # How the log was read (whole or in parts) is not a setting of the data.
+        settings = {k: v for k, v in self.config.as_dict().items() if k != "part_rows"}
+        digest.update(repr(settings).encode())
+        return digest.hexdigest()[:16]
+
+    def _stage(self, name: str) -> None:
+        """Close the running stage (its wall time to :attr:`stage_seconds`), start ``name``."""
+        now = time.perf_counter()
+        if self._stage_started is not None:
+            previous, started = self._stage_started
+            self.stage_seconds[previous] = now - started
+        self._stage_started = None if name == "done" else (name, now)
+        if self.on_stage is not None:
+            self.on_stage(name)
+
+    def _table_hashes(self) -> list[tuple[str, int, int]]:
+        """Schema, rows and the sum of row hashes of each table of the log."""
+        if self._streamed is not None:
+            return self._streamed.table_hashes
         tables = [self._log.products, self._log.impressions]
         if self._log.users is not None:
             tables.append(self._log.users)
         if self._log.truth is not None:
             tables += [self._log.truth.relevance, self._log.truth.examination]
-        for table in tables:
-            digest.update(str(table.schema).encode())
-            digest.update(str(table.height).encode())
-            digest.update(str(int(table.hash_rows(seed=0).sum())).encode())
-        digest.update(repr(self.config.as_dict()).encode())
-        return digest.hexdigest()[:16]
+        return [(str(t.schema), t.height, int(t.hash_rows(seed=0).sum())) for t in tables]
 
     # ------------------------------------------------------------------ internals
 
@@ -257,13 +358,22 @@ class SearchLogDataModule(L.LightningDataModule):
         return labels_for(self.config.labels, search_log)
 
     def _similarity(
-        self, search_log: SearchLog, features: FeatureConfig, judged: bool = False
+        self,
+        search_log: SearchLog,
+        features: FeatureConfig,
+        judged: bool = False,
+        pairs: pl.DataFrame | None = None,
     ) -> pl.DataFrame | None:
-        """Query-title similarity per pair, when the labels or the features need it."""
+        """Query-title similarity per pair, when the labels or the features need it;
+        ``pairs``: the log's distinct (query, product_id), where its rows are not at hand."""
         labels = self._label_config(search_log)
         derives = not judged and labels.relevance == "derived" and labels.labeling.use_similarity
         if not (features.text_similarity or derives):
             return None
+        if pairs is not None:
+            return similarities_of_pairs(
+                pairs, search_log.products, self.text_encoder(), self.progress
+            )
         return pair_similarities(search_log, self.text_encoder(), self.progress)
 
     def _labels(

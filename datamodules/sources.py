@@ -5,14 +5,17 @@ Amazon Shopping Queries (ESCI), Wayfair WANDS)."""
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+import weakref
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
-from datamodules.loaders import read_log_dir
+from datamodules.loaders import read_log_dir, scan_log_dir
 from datamodules.settings import as_mapping
 from datamodules.simulator.config import DEFAULT_PRESET
-from datamodules.tables import SearchLog
+from datamodules.tables import LogScan, SearchLog
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,17 @@ class SimulatorSource:
 
     def describe(self) -> dict:
         return {"dataset": self.name, "preset": self.preset, "simulator": asdict(self.config())}
+
+    def scan(self) -> LogScan:
+        """The log for reading a part at a time (``data.part_rows``): written chunk by chunk
+        to a temporary folder (``$TMPDIR``), removed when this source goes, and read back as
+        a log folder; the same tables as :meth:`load`."""
+        from datamodules.simulator import write_log
+
+        folder = Path(tempfile.mkdtemp(prefix="rankbench-simulated-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        write_log(self.config(), folder, progress=self.progress)
+        return scan_log_dir(folder)
 
 
 @dataclass
@@ -80,6 +94,10 @@ class LogFolderSource(PathSource):
 
     def read(self) -> SearchLog:
         return read_log_dir(self.path)
+
+    def scan(self) -> LogScan:
+        """The folder's tables for reading a part at a time (``data.part_rows``)."""
+        return scan_log_dir(self.path)
 
 
 @dataclass

@@ -89,6 +89,24 @@ class SearchLog:
         return "timestamp" in self.impressions.columns
 
 
+@dataclass(frozen=True)
+class LogScan:
+    """A log whose impressions are read lazily, a part at a time
+    (``datamodules/streamed_log.py``): products and users in memory, the impressions and
+    the truth's relevance as Parquet scans, the truth's examination (one row per position)
+    in memory."""
+
+    products: pl.DataFrame
+    users: pl.DataFrame | None
+    impressions: pl.LazyFrame
+    truth_relevance: pl.LazyFrame | None
+    truth_examination: pl.DataFrame | None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source(self, table: str) -> str:
+        return self.sources.get(table, table)
+
+
 # --------------------------------------------------------------------------- validation
 
 

@@ -54,10 +54,11 @@ def sample_mask(impressions: pl.DataFrame, config: SamplingConfig) -> pl.Series:
     )
     draw = pl.col("request_id").hash(seed=config.seed) % 1_000_000 / 1_000_000
     kept = strata.join(rates, on="stratum").filter(draw < pl.col("rate")).select("request_id")
-    rows = impressions.select("request_id", "click").with_row_index("_row")
+    rows = impressions.select("request_id", "position", "click").with_row_index("_row")
     rows = rows.with_columns(_kept=pl.col("request_id").is_in(kept["request_id"].implode()))
     if config.negatives_per_request is not None:
-        order = pl.struct("request_id", "_row").hash(seed=config.seed + 1)
+        # By request and position, not row number: the same draw for a part of the log.
+        order = pl.struct("request_id", "position").hash(seed=config.seed + 1)
         negative_rank = order.rank("ordinal").over("request_id", pl.col("click") == 0)
         rows = rows.with_columns(
             _kept=pl.col("_kept")
