@@ -42,9 +42,11 @@ lock:
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --extra dev \
 		--strip-extras --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
 
+# One thread per run, as many runs at a time as cores (README "Several runs at a time"): the
+# records are the same on any core count; BENCH_ARGS="--threads 2 --jobs 1" overrides it.
 bench: $(STAMP)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
-		--models $(MODELS) --seeds $(SEEDS) $(BENCH_ARGS)
+		--models $(MODELS) --seeds $(SEEDS) --threads 1 --jobs auto $(BENCH_ARGS)
 
 # On one CUDA GPU: FT-Transformer at the paper's size and MTL-TinyBERT's gpu profile on the
 # default preset, one seed (benchmarks/configs/gpu.yaml), then every model on the tiny preset.
@@ -59,7 +61,8 @@ bench-large: $(STAMP)
 	$(VENV)/bin/rankbench bench --config benchmarks/configs/large.yaml $(BENCH_ARGS)
 
 ablate: $(STAMP)
-	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) $(ABLATE_ARGS)
+	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) \
+		--threads 1 --jobs auto $(ABLATE_ARGS)
 
 # Tune every model with the same budget, then benchmark the defaults and the tuned settings.
 tune: $(STAMP)
