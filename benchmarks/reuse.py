@@ -6,6 +6,7 @@ from __future__ import annotations
 from benchmarks.records import code_hash, config_hash, lock_hash, package_versions
 from benchmarks.spec import RunSpec
 from datamodules import SearchLogDataModule
+from datamodules.search_log import HOW_READ
 from datamodules.settings import as_mapping
 from models import get_ranker
 
@@ -19,7 +20,7 @@ def run_settings(spec: RunSpec, datamodule: SearchLogDataModule, model: str) -> 
     settings = {
         "dataset": dataset,
         # Reading the log whole or a part at a time gives the same data (the fingerprint).
-        "data": {k: v for k, v in as_mapping(spec.data).items() if k != "part_rows"},
+        "data": {k: v for k, v in as_mapping(spec.data).items() if k not in HOW_READ},
         "model": model,
         "model_config": as_mapping(spec.ranker_settings(model)),
         "metrics": as_mapping(spec.metrics),

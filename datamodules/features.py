@@ -29,6 +29,7 @@ from functools import partial
 import numpy as np
 import polars as pl
 
+from datamodules.batches import SplitArrays
 from datamodules.cluster import DaskCluster
 from datamodules.tables import BEHAVIOUR_COLUMNS, SearchLog
 
@@ -178,11 +179,12 @@ class FeaturePlan:
             raise ValueError("features.text_similarity needs the query-title similarity table")
         columns = log.impressions.columns
         behaviour = [c for c in BEHAVIOUR_COLUMNS if c in columns]
-        count = _memoized(count)
+        known = {}
         if count_all is not None:
             needed = counted_keys(schema, behaviour, config)
-            for (keys, values), table in zip(needed, count_all(needed), strict=True):
-                count.done[(tuple(keys), tuple(values))] = table
+            tables = count_all(needed)
+            known = {(tuple(k), tuple(v)): t for (k, v), t in zip(needed, tables, strict=True)}
+        count = _memoized(count, known)
         product_numeric, product_categorical = _attribute_kinds(log.products, "product_id", config)
         user_numeric, user_categorical = [], []
         if log.users is not None and "user_id" in columns:
@@ -293,9 +295,10 @@ def counted_keys(
     return list({(tuple(k), tuple(v)): (k, v) for k, v in counted}.values())
 
 
-def _memoized(count: FoldCounter) -> FoldCounter:
-    """``count`` computed once per (keys, values): every part of a log reads the same sums."""
-    done: dict = {}
+def _memoized(count: FoldCounter, known: dict) -> FoldCounter:
+    """``count`` computed once per (keys, values), ``known`` ones not at all: every part of a
+    log reads the same sums."""
+    done = dict(known)
 
     def memoized(keys: list[str], values: list[str]) -> pl.DataFrame:
         key = (tuple(keys), tuple(values))
@@ -303,8 +306,34 @@ def _memoized(count: FoldCounter) -> FoldCounter:
             done[key] = count(list(keys), list(values))
         return done[key]
 
-    memoized.done = done
     return memoized
+
+
+def split_arrays(rows: pl.DataFrame, spec: FeatureSpec, split: str) -> SplitArrays:
+    """The arrays models read of feature rows of one split (or a part of it), in row order;
+    ``group`` numbers their requests from 0."""
+    text_columns = [f"{f}_text_id" for f in spec.text_fields]
+    request_ids = rows["request_id"]
+    return SplitArrays(
+        numeric=_matrix(rows, spec.numeric, np.float32),
+        categorical=_matrix(rows, spec.categorical, np.int64),
+        text_ids=_matrix(rows, text_columns, np.int64),
+        labels={
+            name: rows[name].cast(pl.Float32).fill_null(np.nan).to_numpy()
+            for name in spec.eval_labels
+            # The truth is for evaluation only: models never see it, not even as labels.
+            if name in spec.tasks or split == "test"
+        },
+        group=request_ids.rle_id().cast(pl.Int64).to_numpy(),
+        request_id=request_ids.to_numpy(),
+        position=rows["position"].to_numpy(),
+    )
+
+
+def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
+    if not columns:
+        return np.zeros((rows.height, 0), dtype=dtype)
+    return rows.select(columns).to_numpy().astype(dtype, copy=False)
 
 
 def _values(column: pl.Series) -> list:

@@ -27,7 +27,13 @@ from torch.utils.data import DataLoader
 
 from datamodules.batches import QueryGroupDataset, SplitArrays, collate_groups
 from datamodules.cluster import DaskCluster
-from datamodules.features import BuiltFeatures, FeatureConfig, FeatureSpec, build_features
+from datamodules.features import (
+    BuiltFeatures,
+    FeatureConfig,
+    FeatureSpec,
+    build_features,
+    split_arrays,
+)
 from datamodules.judged import JUDGMENT, is_judged, judged_assignment, validate_judged_log
 from datamodules.labels import (
     LabelConfig,
@@ -38,7 +44,7 @@ from datamodules.labels import (
 )
 from datamodules.semi_synthetic import SimulateClicks, simulate_click_log, simulation_note
 from datamodules.splits import SPLITS, SplitConfig, assign_splits, split_hash
-from datamodules.streamed_log import StreamedData, build_streamed
+from datamodules.streamed_log import StreamedData, build_streamed, sampled_note
 from datamodules.tables import SearchLog, validate_log
 from datamodules.text_encoding import TextEncoder
 from labeling.propensity import PropensityEstimate, estimate_propensities
@@ -57,6 +63,10 @@ class LogSource(Protocol):
     def describe(self) -> dict: ...
 
 
+# Settings of how a log is read, not of what the data are: left out of its identity.
+HOW_READ = ("part_rows",)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -73,7 +83,8 @@ class DataConfig:
             raise ValueError(f"data.part_rows must be at least 1 or null, not {self.part_rows}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings that make the data: how it is read (``HOW_READ``) is not one."""
+        return {k: v for k, v in asdict(self).items() if k not in HOW_READ}
 
 
 class SearchLogDataModule(L.LightningDataModule):
@@ -314,9 +325,7 @@ class SearchLogDataModule(L.LightningDataModule):
             digest.update(schema.encode())
             digest.update(str(height).encode())
             digest.update(str(hashes).encode())
-        # How the log was read (whole or in parts) is not a setting of the data.
-        settings = {k: v for k, v in self.config.as_dict().items() if k != "part_rows"}
-        digest.update(repr(settings).encode())
+        digest.update(repr(self.config.as_dict()).encode())
         return digest.hexdigest()[:16]
 
     def _stage(self, name: str) -> None:
@@ -414,24 +423,7 @@ class SearchLogDataModule(L.LightningDataModule):
         return rows.sort("request_id", maintain_order=True), sampling_note(train, kept)
 
     def _split_arrays(self, split: str) -> SplitArrays:
-        spec = self._built.spec
-        rows = self.rows(split)
-        text_columns = [f"{f}_text_id" for f in spec.text_fields]
-        request_ids = rows["request_id"]
-        return SplitArrays(
-            numeric=_matrix(rows, spec.numeric, np.float32),
-            categorical=_matrix(rows, spec.categorical, np.int64),
-            text_ids=_matrix(rows, text_columns, np.int64),
-            labels={
-                name: rows[name].cast(pl.Float32).fill_null(np.nan).to_numpy()
-                for name in spec.eval_labels
-                # The truth is for evaluation only: models never see it, not even as labels.
-                if name in spec.tasks or split == "test"
-            },
-            group=request_ids.rle_id().cast(pl.Int64).to_numpy(),
-            request_id=request_ids.to_numpy(),
-            position=rows["position"].to_numpy(),
-        )
+        return split_arrays(self.rows(split), self._built.spec, split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = QueryGroupDataset(self.arrays(split))
@@ -481,18 +473,10 @@ def _process_share(dataset: QueryGroupDataset, shuffle: bool):
     return range(rank, len(dataset), size)
 
 
-def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
-    if not columns:
-        return np.zeros((rows.height, 0), dtype=dtype)
-    return rows.select(columns).to_numpy().astype(dtype, copy=False)
-
-
 def sampling_note(train: pl.DataFrame, kept: pl.DataFrame) -> str:
     """How much of the training rows ``train`` behaviour-aware sampling ``kept``."""
-    return (
-        f"models train on a sample: {kept.height:,} of {train.height:,} training impressions "
-        f"in {kept['request_id'].n_unique():,} of {train['request_id'].n_unique():,} requests "
-        "(labels, features, validation and test use every row)"
+    return sampled_note(
+        train.height, kept.height, train["request_id"].n_unique(), kept["request_id"].n_unique()
     )
 
 

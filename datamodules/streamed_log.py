@@ -42,6 +42,7 @@ from datamodules.features import (
     fold_sums,
     keyed_rows,
     many_fold_sums,
+    split_arrays,
 )
 from datamodules.judged import JUDGMENT
 from datamodules.labels import (
@@ -95,9 +96,12 @@ class LogParts:
             .agg(pl.col("request_id").first().alias("first"), pl.col("request_id").last())
         )
         self.bounds = list(zip(cuts["first"].to_list(), cuts["request_id"].to_list(), strict=True))
-        self._validated: set[int] = set()  # parts read and validated once (shared by copies)
-        first = self._validated_log(self._collect(0), scan.products, scan.users)
-        self._validated.add(0)
+        # Each part's rows and row-hash sum, once it has been read and validated (the dict is
+        # shared by the mapped copies): the fingerprint's, without another pass.
+        self._validated: dict[int, tuple[int, int]] = {}
+        rows = self._collect(0)
+        first = self._validated_log(rows, scan.products, scan.users)
+        self._validated[0] = (first.impressions.height, _hash_sum(first.impressions))
         self.products, self.users = first.products, first.users
         self.columns = first.impressions.columns
         self.empty = first.impressions.head(0)  # the log's validated columns and types
@@ -113,7 +117,7 @@ class LogParts:
             rows = rows.cast(self.empty.schema)
         else:
             rows = self._validated_log(rows, self.products, self.users).impressions
-            self._validated.add(i)
+            self._validated[i] = (rows.height, _hash_sum(rows))
         return rows if self.prepare is None else self.prepare(rows)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
@@ -237,7 +241,7 @@ def build_streamed(
         labellings = split_labellings(counter, similarity, labels)
 
     def labelled(rows: pl.DataFrame) -> pl.DataFrame:
-        """A part's impressions with their split's labels (and the truth where known)."""
+        """A part's impressions with the labels of their split."""
         if labellings is None:
             grade = behavioural_grade(rows)
         else:
@@ -284,18 +288,23 @@ def build_streamed(
     spec = plan.spec(label_columns, int(parts.requests["rows"].max()))
     writer = _ArrayWriter(folder, spec, parts.requests["request_id"])
     sampled = _Sampled()
+    truth_hashes = ("", 0, 0)  # the truth's schema, rows and row-hash sum, over the parts
     for i, raw in enumerate(raw_parts):
         rows = plan.finish(pl.read_parquet(raw), stats)
         raw.unlink()
         if truth:
+            relevance = parts.truth(i).collect()
+            schema, height, hashes = truth_hashes
+            truth_hashes = (
+                str(relevance.schema),
+                height + relevance.height,
+                (hashes + _hash_sum(relevance)) % 2**64,
+            )
             rows = rows.join(
-                parts.truth(i).collect(),
-                on=["request_id", "product_id"],
-                how="left",
-                maintain_order="left",
+                relevance, on=["request_id", "product_id"], how="left", maintain_order="left"
             )
         writer.write(sampled.rows(rows, sampling))
-    tables = _table_hashes(parts)
+    tables = _table_hashes(parts, truth_hashes if truth else None)
     notes = [sampled.note()] if sampling.enabled else []
     return StreamedData(
         log=log_tables,
@@ -381,136 +390,99 @@ class _Sampled:
         return pl.concat([kept, rows.filter(~is_train)]).sort("request_id", maintain_order=True)
 
     def note(self) -> str:
-        return (
-            f"models train on a sample: {self.kept:,} of {self.train:,} training impressions "
-            f"in {self.kept_requests:,} of {self.train_requests:,} requests "
-            "(labels, features, validation and test use every row)"
-        )
+        return sampled_note(self.train, self.kept, self.train_requests, self.kept_requests)
+
+
+def sampled_note(train: int, kept: int, train_requests: int, kept_requests: int) -> str:
+    """How much of the training impressions and requests behaviour-aware sampling kept."""
+    return (
+        f"models train on a sample: {kept:,} of {train:,} training impressions "
+        f"in {kept_requests:,} of {train_requests:,} requests "
+        "(labels, features, validation and test use every row)"
+    )
 
 
 class _ArrayWriter:
-    """Each split's arrays, appended part by part to raw files, then memory-mapped."""
+    """Each split's arrays (:func:`datamodules.features.split_arrays`), appended part by part
+    to raw files, then memory-mapped."""
 
     def __init__(self, folder: Path, spec: FeatureSpec, request_ids: pl.Series):
         self.folder, self.spec = folder, spec
         self.rows = dict.fromkeys(SPLITS, 0)
         self.groups = dict.fromkeys(SPLITS, 0)
+        self.shapes: dict[tuple[str, str], tuple[np.dtype, tuple[int, ...]]] = {}
         # Text request ids as fixed-width text, so that they map like the numbers do.
         self.request_dtype = np.dtype(np.int64)
         if not request_ids.dtype.is_integer():
             width = request_ids.cast(pl.String).str.len_chars().max() or 1
             self.request_dtype = np.dtype(f"<U{width}")
-        self.shapes: dict[tuple[str, str], tuple[np.dtype, int]] = {}
 
     def write(self, rows: pl.DataFrame) -> None:
-        spec = self.spec
-        text_columns = [f"{f}_text_id" for f in spec.text_fields]
         for split in SPLITS:
-            part = rows.filter(pl.col("split") == split)
-            if part.height == 0:
-                continue
-            request_ids = part["request_id"]
+            part = split_arrays(rows.filter(pl.col("split") == split), self.spec, split)
             arrays = {
-                "numeric": _matrix(part, spec.numeric, np.float32),
-                "categorical": _matrix(part, spec.categorical, np.int64),
-                "text_ids": _matrix(part, text_columns, np.int64),
-                "group": request_ids.rle_id().cast(pl.Int64).to_numpy() + self.groups[split],
-                "position": part["position"].to_numpy(),
-                "request_id": self._request_ids(request_ids),
+                "numeric": part.numeric,
+                "categorical": part.categorical,
+                "text_ids": part.text_ids,
+                "group": part.group + self.groups[split],
+                "position": part.position,
+                "request_id": part.request_id.astype(self.request_dtype),
+                **{f"label-{name}": values for name, values in part.labels.items()},
             }
-            for name in spec.eval_labels:
-                if name in spec.tasks or split == "test":
-                    values = part[name].cast(pl.Float32).fill_null(np.nan).to_numpy()
-                    arrays[f"label-{name}"] = values
             for name, values in arrays.items():
-                self._append(split, name, values)
-            self.rows[split] += part.height
-            self.groups[split] = int(arrays["group"][-1]) + 1
+                values = np.ascontiguousarray(values)
+                self.shapes[(split, name)] = (values.dtype, values.shape[1:])
+                with open(self.folder / f"{split}-{name}.bin", "ab") as out:
+                    out.write(values.tobytes())
+            self.rows[split] += part.n_rows
+            self.groups[split] += part.n_groups
 
     def arrays(self) -> dict[str, SplitArrays]:
         out = {}
         for split in SPLITS:
             read = partial(self._mapped, split)
+            labels = [
+                k.removeprefix("label-")
+                for s, k in self.shapes
+                if s == split and k.startswith("label-")
+            ]
             out[split] = SplitArrays(
                 numeric=read("numeric"),
                 categorical=read("categorical"),
                 text_ids=read("text_ids"),
-                labels={
-                    name: read(f"label-{name}")
-                    for name in self.spec.eval_labels
-                    if name in self.spec.tasks or split == "test"
-                },
+                labels={name: read(f"label-{name}") for name in labels},
                 group=read("group"),
                 request_id=read("request_id"),
                 position=read("position"),
             )
         return out
 
-    def _request_ids(self, ids: pl.Series) -> np.ndarray:
-        if self.request_dtype == np.int64:
-            return ids.to_numpy().astype(np.int64)
-        return np.asarray(ids.cast(pl.String).to_list(), dtype=self.request_dtype)
-
-    def _append(self, split: str, name: str, values: np.ndarray) -> None:
-        key = (split, name)
-        values = np.ascontiguousarray(values)
-        self.shapes[key] = (values.dtype, values.shape[1] if values.ndim == 2 else -1)
-        with open(self.folder / f"{split}-{name}.bin", "ab") as out:
-            out.write(values.tobytes())
-
     def _mapped(self, split: str, name: str) -> np.ndarray:
-        rows = self.rows[split]
-        dtype, width = self.shapes.get((split, name), (None, None))
-        if dtype is None:  # a split without rows
-            return _empty(name, self.spec)
-        shape = (rows, width) if width >= 0 else (rows,)
-        if width == 0:
+        dtype, width = self.shapes[(split, name)]
+        shape = (self.rows[split], *width)
+        if not np.prod(shape):  # nothing to map (numpy cannot map an empty file)
             return np.zeros(shape, dtype=dtype)
         return np.memmap(self.folder / f"{split}-{name}.bin", dtype=dtype, mode="r", shape=shape)
 
 
-def _empty(name: str, spec: FeatureSpec) -> np.ndarray:
-    widths = {
-        "numeric": (len(spec.numeric), np.float32),
-        "categorical": (len(spec.categorical), np.int64),
-        "text_ids": (len(spec.text_fields), np.int64),
-    }
-    if name in widths:
-        width, dtype = widths[name]
-        return np.zeros((0, width), dtype=dtype)
-    return np.zeros(0, dtype=np.float32 if name.startswith("label-") else np.int64)
-
-
-def _matrix(rows: pl.DataFrame, columns, dtype) -> np.ndarray:
-    if not columns:
-        return np.zeros((rows.height, 0), dtype=dtype)
-    return rows.select(columns).to_numpy().astype(dtype, copy=False)
-
-
-def _table_hashes(parts: LogParts) -> list[tuple[str, int, int]]:
-    """Schema, rows and the sum of row hashes of each table (the impressions and the truth
-    summed over the parts), in the order of the DataModule's fingerprint of a whole log."""
+def _table_hashes(parts: LogParts, truth: tuple[str, int, int] | None) -> list:
+    """Schema, rows and the sum of row hashes of each table (the impressions' and the truth's
+    summed over the parts as they were read), in the order of the DataModule's fingerprint of
+    a whole log."""
 
     def whole(table: pl.DataFrame) -> tuple[str, int, int]:
         return str(table.schema), table.height, _hash_sum(table)
 
-    def summed(read: Callable[[int], pl.DataFrame]) -> tuple[str, int, int]:
-        schema, height, hashes = "", 0, 0
-        for i in range(len(parts)):
-            rows = read(i)
-            schema, height, hashes = (
-                str(rows.schema),
-                height + rows.height,
-                hashes + _hash_sum(rows),
-            )
-        return schema, height, hashes % 2**64
-
-    tables = [whole(parts.products), summed(parts.read)]
+    for i in range(len(parts)):  # every part has been read; this reads none again
+        if i not in parts._validated:
+            parts.read(i)
+    counted = parts._validated.values()
+    impressions = sum(n for n, _ in counted), sum(h for _, h in counted) % 2**64
+    tables = [whole(parts.products), (str(parts.empty.schema), *impressions)]
     if parts.users is not None:
         tables.append(whole(parts.users))
-    if parts.scan.truth_relevance is not None:
-        tables.append(summed(lambda i: parts.truth(i).collect()))
-        tables.append(whole(parts.scan.truth_examination))
+    if truth is not None:
+        tables += [truth, whole(parts.scan.truth_examination)]
     return tables
 
 

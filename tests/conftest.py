@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import polars as pl
 import pytest
 
+from datamodules.features import FeatureConfig
+from datamodules.search_log import DataConfig
 from datamodules.tables import SearchLog, Truth
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_labels = DataConfig().labels
+# The data settings without the text encoder (a cold embedding cache costs a minute on ci),
+# for tests of what does not depend on text: similarity is an input of the labels, the same
+# on every path, and the features' text similarity is not what they test.
+WITHOUT_TEXT = DataConfig(
+    features=FeatureConfig(text_similarity=False),
+    labels=dataclasses.replace(
+        _labels, labeling=dataclasses.replace(_labels.labeling, use_similarity=False)
+    ),
+)
 
 
 def make_handmade_log(n_requests: int = 60, list_size: int = 5, seed: int = 0) -> SearchLog:

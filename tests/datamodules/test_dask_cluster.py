@@ -16,7 +16,6 @@ from datamodules import SearchLogDataModule
 from datamodules import cluster as cluster_module
 from datamodules import labels as labels_module
 from datamodules.cluster import ClusterError, DaskCluster, partitions_by_request
-from datamodules.features import FeatureConfig
 from datamodules.labels import label_log
 from datamodules.search_log import SPLITS, DataConfig
 from datamodules.sources import SimulatorSource
@@ -28,17 +27,8 @@ from labeling.propensity_regression_em import (
     click_cells,
     pair_vocabulary,
 )
-from tests.conftest import local_dask_cluster
+from tests.conftest import WITHOUT_TEXT, local_dask_cluster
 
-# The ci preset without the text encoder (a cold embedding cache would cost a minute there):
-# similarity is an input of the labels, the same on both paths, not one of the counts.
-_labels = DataConfig().labels
-WITHOUT_TEXT = DataConfig(
-    features=FeatureConfig(text_similarity=False),
-    labels=dataclasses.replace(
-        _labels, labeling=dataclasses.replace(_labels.labeling, use_similarity=False)
-    ),
-)
 BEHAVIOUR_FEATURES = ("qp_", "product_", "user_log_clicks", "_affinity", "user_relative_price")
 
 

@@ -14,20 +14,12 @@ import pytest
 
 from benchmarks.cli import main
 from datamodules import SearchLogDataModule
-from datamodules.features import FeatureConfig
 from datamodules.search_log import SPLITS, DataConfig
 from datamodules.simulator import preset, write_log
 from datamodules.sources import LogFolderSource, SimulatorSource
 from datamodules.tables import LogValidationError
 from labeling.sampling import SamplingConfig
-
-_labels = DataConfig().labels
-WITHOUT_TEXT = DataConfig(
-    features=FeatureConfig(text_similarity=False),
-    labels=dataclasses.replace(
-        _labels, labeling=dataclasses.replace(_labels.labeling, use_similarity=False)
-    ),
-)
+from tests.conftest import WITHOUT_TEXT
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ resumes."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -15,25 +14,15 @@ import xgboost as xgb
 from benchmarks.cli import main
 from benchmarks.metrics import ndcg
 from datamodules import SearchLogDataModule
-from datamodules.features import FeatureConfig
-from datamodules.search_log import DataConfig
 from datamodules.sources import SimulatorSource
 from models import create_ranker
 from models.xgboost_ranker import XGBoostRanker
-from tests.conftest import local_dask_cluster
+from tests.conftest import WITHOUT_TEXT, local_dask_cluster
 
 # Dask changes only where the histogram bins are cut (each worker sketches its own rows). In
 # one process, cutting them coarser (max_bin 128 or 64 instead of 256) moves the ci preset's
 # test NDCG@10 by 0.004-0.007; a Dask fit may differ by as much as such a binning change.
 TOLERANCE = 0.01
-_labels = DataConfig().labels
-# The ci preset without the text encoder: the features' text similarity is not what is tested.
-WITHOUT_TEXT = DataConfig(
-    features=FeatureConfig(text_similarity=False),
-    labels=dataclasses.replace(
-        _labels, labeling=dataclasses.replace(_labels.labeling, use_similarity=False)
-    ),
-)
 
 
 @pytest.fixture(scope="module")
