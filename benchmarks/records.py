@@ -253,6 +253,55 @@ class PeakMemory:
         self._sample()
 
 
+class StageMemory:
+    """Wall time and peak resident memory per named stage, sampled in a thread.
+
+    ``stage(name)`` closes the running stage and starts ``name`` (``"done"`` starts none):
+    the ``on_stage`` hook of ``SearchLogDataModule``. ``close()`` stops the sampling.
+    """
+
+    def __init__(self, interval_s: float = 0.05):
+        self.interval_s = interval_s
+        self.seconds: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
+        self.current: str | None = None
+        self._process = psutil.Process()
+        self._started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        self._sample()
+        if self.current is not None:
+            self.seconds[self.current] = now - self._started
+        self.current, self._started = (None if name == "done" else name), now
+        self._sample()
+
+    def close(self) -> None:
+        self.stage("done")
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """``{stage: {"seconds": s, "peak_mb": MiB}}`` in the order the stages ran."""
+        return {
+            name: {"seconds": seconds, "peak_mb": self.peaks[name]}
+            for name, seconds in self.seconds.items()
+        }
+
+    def _sample(self) -> None:
+        current = self.current  # read once: the sampling thread races stage()
+        if current is not None:
+            rss = self._process.memory_info().rss / 2**20
+            self.peaks[current] = max(self.peaks.get(current, 0.0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+
 class Stopwatch:
     def __enter__(self) -> Stopwatch:
         self._start = time.perf_counter()

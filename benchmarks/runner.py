@@ -27,6 +27,7 @@ from benchmarks.evaluation import evaluate_scores
 from benchmarks.records import (
     PeakMemory,
     RunStore,
+    StageMemory,
     Stopwatch,
     code_hash,
     config_hash,
@@ -85,7 +86,14 @@ def prepare_datamodule(spec: RunSpec, progress: bool = True, echo=print) -> Sear
     """Load, label, split and featurise the log a spec names (the costly part of a run)."""
     datamodule = build_datamodule(spec, progress)
     echo(f"preparing {spec.name}: loading, labelling and featurising the log ...")
-    datamodule.setup()
+    memory = StageMemory()
+    datamodule.on_stage = memory.stage
+    try:
+        datamodule.setup()
+    finally:
+        memory.close()
+    # Wall time and peak memory of each stage, kept in the records of the runs trained on it.
+    datamodule.preparation = memory.report()
     test = datamodule.arrays("test")
     echo(f"{test.n_groups} test requests, {test.n_rows} rows; split {datamodule.split_hash}")
     return datamodule
@@ -328,6 +336,7 @@ def _run_one(
         "wall_time_s": {"fit": fit_time.seconds, "predict": predict_time.seconds},
         "peak_memory_mb": memory.peak_mb,
         "fit_memory_increase_mb": memory.peak_mb - memory.start_mb,
+        "preparation": getattr(datamodule, "preparation", None),
         "training": ranker.training_summary,
         "metrics": metrics,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -92,6 +92,7 @@ def write_summary(
                 *([leak] if leak else []),
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
+                *([_preparation_line(first)] if first and first.get("preparation") else []),
                 *([stale_table(stale)] if stale else []),
                 *([failed_list(failures)] if failures else []),
             ]
@@ -358,3 +359,15 @@ def left_out_from(record: dict) -> str:
             total = metrics[name]["left_out"] + metrics[name]["counted"]
             parts.append(f"{label} {metrics[name]['left_out']} of {total}")
     return ("Queries left out (no positive label): " + "; ".join(parts) + ".") if parts else ""
+
+
+def _preparation_line(record: dict) -> str:
+    """The data's preparation, per stage, as the process that trained ``record`` measured it."""
+    stages = "; ".join(
+        f"{stage} {values['seconds']:.1f} s, peak {values['peak_mb']:,.0f} MiB"
+        for stage, values in record["preparation"].items()
+    )
+    return (
+        f"Preparing the data (wall time, this process's peak resident memory), in the process "
+        f"that trained {record['run_id']}: {stages}."
+    )

@@ -22,8 +22,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -33,41 +31,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 ITEMS_PER_REQUEST = 20  # the large preset's
 
 
-class StageMemory:
-    """Peak resident memory of this process per stage, sampled in a thread."""
-
-    def __init__(self, interval_s: float = 0.05):
-        import psutil
-
-        self.process, self.interval_s = psutil.Process(), interval_s
-        self.current: str | None = None
-        self.peaks: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
-        self._started = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stage(self, name: str) -> None:
-        now = time.perf_counter()
-        self._sample()
-        if self.current is not None:
-            self.seconds[self.current] = now - self._started
-        self.current, self._started = (None if name == "done" else name), now
-        self._sample()
-
-    def _sample(self) -> None:
-        if self.current is not None:
-            rss = self.process.memory_info().rss / 2**20
-            self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), rss)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
-
 def measure(impressions: int, mode: str, part_rows: int, threads: int, fit: bool) -> dict:
     """One size in one mode, in this process."""
+    from benchmarks.records import StageMemory
     from datamodules.threads import apply_threads
 
     apply_threads(threads)
@@ -92,7 +58,7 @@ def measure(impressions: int, mode: str, part_rows: int, threads: int, fit: bool
         ranker.dask_client = datamodule.dask_client  # as the driver sets it from --dask
         memory.stage("fit")
         ranker.fit(datamodule)
-        memory.stage("done")
+    memory.close()
     if cluster is not None:
         peaks = cluster.client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         result["workers_peak_mb"] = sum(peaks.values()) / 1024
@@ -103,9 +69,9 @@ def measure(impressions: int, mode: str, part_rows: int, threads: int, fit: bool
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| impressions | mode | label s | label peak MiB | features s | features peak MiB "
-        "| fit s | fit peak MiB | Dask workers' peak MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| impressions | mode | load s | load peak MiB | label s | label peak MiB | features s "
+        "| features peak MiB | fit s | fit peak MiB | Dask workers' peak MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s, m = r["seconds"], r["peak_mb"]
@@ -115,7 +81,8 @@ def table(results: list[dict]) -> str:
 
         workers = f"{r['workers_peak_mb']:.0f}" if "workers_peak_mb" in r else "-"
         lines.append(
-            f"| {r['impressions']:,} | {r['mode']} | {cell(s, 'labels', '{:.1f}')} "
+            f"| {r['impressions']:,} | {r['mode']} | {cell(s, 'load', '{:.1f}')} "
+            f"| {cell(m, 'load', '{:.0f}')} | {cell(s, 'labels', '{:.1f}')} "
             f"| {cell(m, 'labels', '{:.0f}')} | {cell(s, 'features', '{:.1f}')} "
             f"| {cell(m, 'features', '{:.0f}')} | {cell(s, 'fit', '{:.1f}')} "
             f"| {cell(m, 'fit', '{:.0f}')} | {workers} |"

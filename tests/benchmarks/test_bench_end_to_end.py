@@ -30,6 +30,7 @@ RECORD_FIELDS = {
     "dataset_fingerprint",
     "wall_time_s",
     "peak_memory_mb",
+    "preparation",
     "metrics",
     "finished_at",
 }
@@ -68,10 +69,18 @@ def test_bench_writes_tables_records_and_plot(tiny_bench, capsys):
     table = pl.read_csv(folder / "summary.csv")
     assert table.filter(pl.col("model") == "xgboost")["seeds"].item() == 2
     assert (folder / "ndcg.png").stat().st_size > 1000
+    first = json.loads((folder / "runs" / "xgboost-seed0.json").read_text())["preparation"]
+    assert (
+        f"in the process that trained xgboost-seed0: load {first['load']['seconds']:.1f} s, "
+        f"peak {first['load']['peak_mb']:,.0f} MiB; labels" in summary
+    )
     for seed in (0, 1):
         record = json.loads((folder / "runs" / f"xgboost-seed{seed}.json").read_text())
         assert RECORD_FIELDS <= set(record)
         assert 0 <= record["metrics"]["true_relevance"]["ndcg@10"]["mean"] <= 1
+        stages = record["preparation"]
+        assert list(stages) == ["load", "labels", "features"]
+        assert all(s["seconds"] > 0 and s["peak_mb"] > 100 for s in stages.values())
         per_query = pl.read_parquet(folder / "runs" / f"xgboost-seed{seed}.queries.parquet")
         assert (
             per_query.height
