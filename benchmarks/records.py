@@ -254,35 +254,30 @@ class PeakMemory:
 
 
 class StageMemory:
-    """Wall time and peak resident memory per named stage, sampled in a thread.
+    """Wall time and peak resident memory per named stage: a :class:`PeakMemory` and a
+    :class:`Stopwatch` per stage.
 
     ``stage(name)`` closes the running stage and starts ``name`` (``"done"`` starts none):
-    the ``on_stage`` hook of ``SearchLogDataModule``. ``close()`` stops the sampling.
+    the ``on_stage`` hook of ``SearchLogDataModule``. ``close()`` ends the last stage.
     """
 
-    def __init__(self, interval_s: float = 0.05):
-        self.interval_s = interval_s
+    def __init__(self):
         self.seconds: dict[str, float] = {}
         self.peaks: dict[str, float] = {}
-        self.current: str | None = None
-        self._process = psutil.Process()
-        self._started = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._running: tuple[str, PeakMemory, Stopwatch] | None = None
 
     def stage(self, name: str) -> None:
-        now = time.perf_counter()
-        self._sample()
-        if self.current is not None:
-            self.seconds[self.current] = now - self._started
-        self.current, self._started = (None if name == "done" else name), now
-        self._sample()
+        if self._running is not None:
+            previous, memory, watch = self._running
+            watch.__exit__()
+            memory.__exit__()
+            self.seconds[previous], self.peaks[previous] = watch.seconds, memory.peak_mb
+        self._running = None
+        if name != "done":
+            self._running = (name, PeakMemory().__enter__(), Stopwatch().__enter__())
 
     def close(self) -> None:
         self.stage("done")
-        self._stop.set()
-        self._thread.join()
 
     def report(self) -> dict[str, dict[str, float]]:
         """``{stage: {"seconds": s, "peak_mb": MiB}}`` in the order the stages ran."""
@@ -290,16 +285,6 @@ class StageMemory:
             name: {"seconds": seconds, "peak_mb": self.peaks[name]}
             for name, seconds in self.seconds.items()
         }
-
-    def _sample(self) -> None:
-        current = self.current  # read once: the sampling thread races stage()
-        if current is not None:
-            rss = self._process.memory_info().rss / 2**20
-            self.peaks[current] = max(self.peaks.get(current, 0.0), rss)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
 
 
 class Stopwatch:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
@@ -98,7 +97,7 @@ class SearchLogDataModule(L.LightningDataModule):
     ):
         """``on_stage(name)`` is called as :meth:`setup` begins each stage: ``load`` (read,
         validate, split, text similarity), ``labels``, ``features`` (and the arrays), then
-        ``done``; :attr:`stage_seconds` holds each stage's wall time after."""
+        ``done``."""
         super().__init__()
         self.source = source
         self.config = config or DataConfig()
@@ -113,8 +112,6 @@ class SearchLogDataModule(L.LightningDataModule):
         self._streamed: StreamedData | None = None  # set when read a part at a time
         self.notes: list[str] = []  # what the log lacks, and what is skipped for it
         self.on_stage = on_stage
-        self.stage_seconds: dict[str, float] = {}
-        self._stage_started: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -329,12 +326,7 @@ class SearchLogDataModule(L.LightningDataModule):
         return digest.hexdigest()[:16]
 
     def _stage(self, name: str) -> None:
-        """Close the running stage (its wall time to :attr:`stage_seconds`), start ``name``."""
-        now = time.perf_counter()
-        if self._stage_started is not None:
-            previous, started = self._stage_started
-            self.stage_seconds[previous] = now - started
-        self._stage_started = None if name == "done" else (name, now)
+        """Tell ``on_stage`` that stage ``name`` begins."""
         if self.on_stage is not None:
             self.on_stage(name)
 
