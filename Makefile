@@ -17,8 +17,11 @@ SEEDS   ?= 0 1 2
 BENCH_ARGS ?=
 ABLATE_ARGS ?=
 STUDY_ARGS ?=
-TUNE_ARGS ?=
-TUNED_DIR ?= results/simulator-$(PRESET)-tuning
+# `make tune`: tune on the ci preset with the budget 2 cores allow (20 trials, at most 600 s of
+# trials per model), then benchmark PRESET's defaults and tuned settings side by side.
+TUNE_PRESET ?= ci
+TUNE_ARGS ?= --trials 20 --timeout 600
+TUNED_DIR ?= results/simulator-$(TUNE_PRESET)-tuning
 
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
@@ -64,11 +67,13 @@ ablate: $(STAMP)
 	$(VENV)/bin/rankbench ablate --dataset simulator --preset $(PRESET) --seeds $(SEEDS) \
 		--threads 1 --jobs auto $(ABLATE_ARGS)
 
-# Tune every model with the same budget, then benchmark the defaults and the tuned settings.
+# Tune every model with the same budget (one thread, as the benchmark's runs), then benchmark
+# the defaults and the tuned settings.
 tune: $(STAMP)
-	$(VENV)/bin/rankbench tune --dataset simulator --preset $(PRESET) --models $(MODELS) $(TUNE_ARGS)
+	$(VENV)/bin/rankbench tune --dataset simulator --preset $(TUNE_PRESET) --models $(MODELS) \
+		--threads 1 $(TUNE_ARGS)
 	$(VENV)/bin/rankbench bench --dataset simulator --preset $(PRESET) \
-		--models $(MODELS) --seeds $(SEEDS) --tuned $(TUNED_DIR) $(BENCH_ARGS)
+		--models $(MODELS) --seeds $(SEEDS) --threads 1 --jobs auto --tuned $(TUNED_DIR) $(BENCH_ARGS)
 
 # The debiasing study (benchmarks/configs/debiasing.yaml): signals x click models. One thread:
 # its small fits use one core anyway, and its committed records are reused at that count.

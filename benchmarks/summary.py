@@ -22,7 +22,7 @@ from benchmarks.records import RunStore, lock_hash
 from benchmarks.report import ModelResult, summarise, table_columns, to_markdown
 from benchmarks.reuse import stale_reasons
 from benchmarks.spec import DEFAULT_MODELS, RunSpec
-from benchmarks.tuning_store import TUNED_ROW, row_name, tuned_spec
+from benchmarks.tuning_store import OBJECTIVE, TUNED_ROW, row_name, tuned_spec
 from datamodules.atomic import atomic_write_text
 from datamodules.threads import resolve_threads
 from models import get_ranker
@@ -74,6 +74,7 @@ def write_summary(
     # The folder tuned rows took their settings from, for the command that remakes them.
     tuned = next((r["tuned"]["folder"] for row in rows for r in valid[row] if r.get("tuned")), None)
     remake = table_command(command, models, all_seeds, threads if by_threads else None, tuned)
+    tuned_records = [valid[row][0] for row in rows if valid[row][0].get("tuned")]
     over = f"seeds {', '.join(map(str, all_seeds))}" if uniform else "the seeds each row names"
     text = (
         "\n\n".join(
@@ -93,6 +94,7 @@ def write_summary(
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
                 *([_preparation_line(first)] if first and first.get("preparation") else []),
+                *([_tuned_line(tuned_records)] if tuned_records else []),
                 *([stale_table(stale)] if stale else []),
                 *([failed_list(failures)] if failures else []),
             ]
@@ -359,6 +361,32 @@ def left_out_from(record: dict) -> str:
             total = metrics[name]["left_out"] + metrics[name]["counted"]
             parts.append(f"{label} {metrics[name]['left_out']} of {total}")
     return ("Queries left out (no positive label): " + "; ".join(parts) + ".") if parts else ""
+
+
+def _tuned_line(records: list[dict]) -> str:
+    """Where the tuned rows' settings come from: the study folder, the data it was tuned on,
+    the budget every model had and what each study used of it."""
+    first = records[0]["tuned"]
+    budget = first.get("budget")
+    given = ""
+    if budget:  # records made before best files kept the budget have none
+        cap = budget["timeout_s"]
+        cap = f"a {cap:g} s time cap" if cap is not None else "no time cap"
+        given = (
+            f"with a budget per model of {budget['trials']} trials and {cap} "
+            f"({budget['sampler']} sampler, seed {budget['seed']}), "
+        )
+    studies = "; ".join(
+        f"{r['model']} {r['tuned']['trials_done']} trials"
+        + (", stopped by the time cap" if r["tuned"].get("stopped_by") == "timeout" else "")
+        + f", best trial {r['tuned']['trial']} (validation {r['tuned']['value']:.4f})"
+        for r in records
+    )
+    return (
+        f"Tuned rows (`(tuned)`): each model's best settings from `{first['folder']}`, tuned on "
+        f"{first['tuned_on']['benchmark']}, {given}chosen on {OBJECTIVE} (never the test "
+        f"split): {studies}."
+    )
 
 
 def _preparation_line(record: dict) -> str:

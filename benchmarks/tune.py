@@ -35,6 +35,7 @@ from benchmarks.tuning_store import (
     IDENTITY,
     OBJECTIVE,
     best_path,
+    budget_of,
     identity_differences,
     study_identity,
     study_path,
@@ -300,6 +301,7 @@ def _write_best(
         "trials_failed": len(done) - len(finished),
         "wall_time_s": round(seconds, 2),
         "stopped_by": "trials" if len(done) >= spec.tune.trials else "timeout",
+        "budget": budget_of(spec.tune),
         "study": study_path(folder, model).name,
         "tuned_on": {
             "benchmark": spec.name,

@@ -132,12 +132,22 @@ class Tuned:
     def provenance(self) -> dict:
         """What a tuned run's record keeps: the settings, where they came from and their
         study's result."""
-        keep = ("value", "trial", "trials_done", "tuned_on")
+        keep = ("value", "trial", "trials_done", "stopped_by", "budget", "tuned_on")
         return {
             "settings": self.settings,
             "folder": self.folder,
             **{key: self.content.get(key) for key in keep},
         }
+
+
+def budget_of(tune) -> dict:
+    """The budget a study ran under, as its best file and the tuned runs' records keep it."""
+    return {
+        "trials": tune.trials,
+        "timeout_s": tune.timeout_s,
+        "sampler": tune.sampler,
+        "seed": tune.seed,
+    }
 
 
 def write_best(folder: Path, model: str, content: dict) -> Path:

@@ -77,6 +77,8 @@ def test_a_study_writes_its_sqlite_its_best_settings_and_one_wandb_run(study):
     assert (best["trial"], best["value"], best["trials_done"]) == (top.number, top.value, 3)
     assert best["settings"] == top.user_attrs["settings"] and best["stopped_by"] == "trials"
     assert set(best["settings"]) <= set(get_ranker("xgboost").default_settings())
+    budget = {"trials": 3, "timeout_s": TuneSpec().timeout_s, "sampler": "tpe", "seed": 0}
+    assert best["budget"] == budget  # the budget the study ran under, kept with its result
     attrs = optuna.load_study(
         study_name="xgboost", storage=f"sqlite:///{study.folder / 'xgboost.sqlite3'}"
     ).user_attrs
@@ -264,6 +266,13 @@ def test_bench_tuned_shows_each_models_default_and_tuned_rows(study, tmp_path):
     record = json.loads((folder / "runs" / "xgboost+tuned-seed0.json").read_text())
     best = _best(study.folder)
     assert record["tuned"]["trial"] == best["trial"]
+    # Under the table: where the tuned settings come from, the budget, what each study used.
+    assert (
+        f"Tuned rows (`(tuned)`): each model's best settings from `{study.folder}`, tuned on "
+        "simulator-tiny, with a budget per model of 3 trials and a 3600 s time cap (tpe "
+        "sampler, seed 0), chosen on validation NDCG@10 of relevance (never the test split): "
+        f"xgboost 3 trials, best trial {best['trial']} (validation {best['value']:.4f})."
+    ) in " ".join(summary.split())
     for key, value in best["settings"].items():
         assert record["config"]["model_config"][key] == pytest.approx(value)
     default = json.loads((folder / "runs" / "xgboost-seed0.json").read_text())
