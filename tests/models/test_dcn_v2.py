@@ -8,7 +8,7 @@ import torch
 
 from models import create_ranker
 from models.dcn_v2 import CrossLayerV2, CrossNetworkV2, DCNV2Net, DCNV2Ranker
-from tests.models.conftest import margin_over_random
+from tests.models.conftest import QUALITY_BARS, margin_over_random
 
 CONFIG = {"max_epochs": 4}
 
@@ -119,7 +119,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    assert margin_over_random(datamodule, fitted) > 0.01
+    assert margin_over_random(datamodule, fitted) > QUALITY_BARS["dcn_v2"]
 
 
 @pytest.mark.parametrize(

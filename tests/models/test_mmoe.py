@@ -10,7 +10,7 @@ import torch
 
 from models import create_ranker
 from models.mmoe import MMoENet, MMoERanker
-from tests.models.conftest import margin_over_random
+from tests.models.conftest import QUALITY_BARS, margin_over_random
 
 CONFIG = {"max_epochs": 4}
 DEFAULTS = MMoERanker.default_settings()
@@ -120,7 +120,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    assert margin_over_random(datamodule, fitted) > 0.01
+    assert margin_over_random(datamodule, fitted) > QUALITY_BARS["mmoe"]
 
 
 def test_fitted_score_mix_predicts_the_mix(datamodule):

@@ -152,7 +152,7 @@ def test_a_multi_task_model_trained_with_ips_on_clicks_beats_random(tiny_log):
     ranker = _fit(create_ranker("mmoe", settings, seed=0), tiny_log)
     scores = ranker.predict(tiny_log, "test")
     assert scores.shape == (tiny_log.arrays("test").n_rows,) and np.isfinite(scores).all()
-    assert margin_over_random(tiny_log, ranker) > 0.02  # measured 0.06-0.07 (seeds 0-2)
+    assert margin_over_random(tiny_log, ranker) > 0.05  # measured 0.06-0.07 (seeds 0-2)
     # The propensities come from the suite's estimator on the training part of the log only.
     summary = json.loads(json.dumps(ranker.training_summary))["debiasing"]
     train_ids = pl.Series(tiny_log.arrays("train").request_id).implode()

@@ -7,7 +7,7 @@ import pytest
 
 from models import create_ranker
 from models.validation_ndcg import grouped_ndcg
-from tests.models.conftest import margin_over_random
+from tests.models.conftest import QUALITY_BARS, margin_over_random
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_same_seed_same_scores(datamodule, fitted):
 
 
 def test_better_than_random_on_true_relevance(datamodule, fitted):
-    assert margin_over_random(datamodule, fitted) > 0.02
+    assert margin_over_random(datamodule, fitted) > QUALITY_BARS["xgboost"]
 
 
 def test_the_stored_validation_ndcg_is_the_suites_convention(datamodule):
