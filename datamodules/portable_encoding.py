@@ -22,6 +22,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,6 +36,8 @@ PORTABLE_ENVIRONMENT = {
     "MKL_NUM_THREADS": "1",
     "HF_HUB_OFFLINE": "1",
 }
+
+PARENT_ENV = "RANKBENCH_ENCODE_PARENT"
 
 
 def portable_vectors(config, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -48,6 +52,7 @@ def portable_vectors(config, texts: list[str], progress: bool = False) -> np.nda
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **PORTABLE_ENVIRONMENT, "PYTHONPATH": path}
         env["RANKBENCH_ENCODE_PROGRESS"] = "1" if progress else ""
+        env[PARENT_ENV] = str(os.getpid())
         code = subprocess.run(command, env=env).returncode  # its progress bar shows live
         if code != 0:
             error = files[3].read_text().strip() if files[3].is_file() else ""
@@ -55,8 +60,22 @@ def portable_vectors(config, texts: list[str], progress: bool = False) -> np.nda
         return np.load(files[2])
 
 
+def exit_when_orphaned(parent: int, poll_s: float = 1.0) -> None:
+    """End this process when ``parent``, the process that started it, is gone: a killed
+    benchmark must not leave its encoder running for minutes on a shared machine. The
+    parent's pid comes from the parent, so a parent killed before this runs counts too."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-when-orphaned").start()
+
+
 def _main(argv: list[str]) -> int:
     settings, inputs, out, error = map(Path, argv)
+    exit_when_orphaned(int(os.environ.get(PARENT_ENV) or os.getppid()))
     try:
         import torch
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,6 +127,45 @@ def test_a_vector_is_the_same_bits_on_a_processor_without_avx512(tiny_bert, tmp_
     monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "AVX512F AVX512_SKX")
     older = TextEncoder(EncoderConfig(name=str(tiny_bert), cache_dir=str(tmp_path / "b")))
     np.testing.assert_array_equal(older.encode(TEXTS), vectors)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its new parent to reap it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def test_the_encoder_process_ends_when_the_process_that_started_it_is_killed(tmp_path):
+    # A killed benchmark must not leave its encoder child running: the parent here starts a
+    # child that waits as an encode would, prints its pid, and is then killed with SIGKILL.
+    child = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from datamodules.portable_encoding import exit_when_orphaned;"
+        "exit_when_orphaned(int(sys.argv[2]), 0.05); time.sleep(60)"
+    )
+    parent = (
+        "import subprocess, sys;"
+        "import os;"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}, sys.argv[1], str(os.getpid())]);"
+        "print(p.pid, flush=True); p.wait()"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    started = subprocess.Popen(
+        [sys.executable, "-c", parent, root], stdout=subprocess.PIPE, text=True
+    )
+    pid = int(started.stdout.readline())
+    started.kill()
+    started.wait()
+    for _ in range(200):  # up to 10 s; it takes about one poll after its imports
+        if not _running(pid):
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("the encoder's child process outlived the process that started it")
 
 
 def test_shape_dtype_order_and_lazy_load(encoder_config, tiny_bert):
