@@ -148,8 +148,7 @@ def test_the_encoder_process_ends_when_the_process_that_started_it_is_killed(tmp
         "exit_when_orphaned(int(sys.argv[2]), 0.05); time.sleep(60)"
     )
     parent = (
-        "import subprocess, sys;"
-        "import os;"
+        "import os, subprocess, sys;"
         f"p = subprocess.Popen([sys.executable, '-c', {child!r}, sys.argv[1], str(os.getpid())]);"
         "print(p.pid, flush=True); p.wait()"
     )
