@@ -65,6 +65,10 @@ def retrotech_bench(tmp_path_factory, tiny_bert):
             "mtl_tinybert",
             "--seeds",
             "0",
+            # In this process: the config runs as many at a time as cores, and spawning
+            # workers would only add their start-up to what this test checks.
+            "--jobs",
+            "1",
             "--out",
             str(out),
             "--wandb",
