@@ -11,6 +11,7 @@ import ast
 import hashlib
 import inspect
 import json
+import platform
 import re
 import shutil
 import subprocess
@@ -206,7 +207,8 @@ def lock_differences() -> tuple[str, ...]:
 
 def environment(threads: int) -> dict:
     """What a record needs to say about where it ran: the lock, how the installed packages
-    differ from it, the thread count, the Python version and the kind of processor."""
+    differ from it, the thread count, the Python version, the kind of processor (the
+    instruction set torch computes with) and the processor itself."""
     from models.devices import processor_kind  # torch: only where a run is recorded
 
     return {
@@ -215,7 +217,24 @@ def environment(threads: int) -> dict:
         "threads": threads,
         "python": ".".join(map(str, sys.version_info[:3])),
         "processor": processor_kind(),
+        "cpu": cpu_model(),
     }
+
+
+@cache
+def cpu_model() -> str:
+    """The processor's vendor and model name (``/proc/cpuinfo``; elsewhere what ``platform``
+    says). MKL picks its kernels by vendor as well as by instruction set: an AMD EPYC and an
+    Intel machine, both AVX-512, train the same torch model to other last bits."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    parts = [fields.get("vendor_id", ""), fields.get("model name", "") or platform.processor()]
+    return " ".join(p for p in parts if p) or platform.machine()
 
 
 class PeakMemory:
