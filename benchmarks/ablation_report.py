@@ -15,7 +15,7 @@ from benchmarks.plots import plot_ablation
 from benchmarks.records import RunStore
 from benchmarks.report import Column, ModelResult, format_cell, holm, summarise, table_columns
 from benchmarks.spec import RunSpec
-from benchmarks.summary import left_out_note, model_result
+from benchmarks.summary import left_out_note, model_result, processors_line
 from datamodules.atomic import atomic_write_text
 
 SAME_LABELS = "same_relevance_labels"  # a provenance and table column
@@ -200,6 +200,13 @@ def report(
     left_out = left_out_note(RunStore(folder / REFERENCE), specs[REFERENCE])
     if left_out:
         left_out += f" Counted in `{REFERENCE}`'s runs."
+    processors = processors_line(
+        [
+            json.loads(RunStore(folder / v.name).record_path(f"{model}-seed{s}").read_text())
+            for v in variants
+            for s in spec.seeds
+        ]
+    )
     text = "\n\n".join(
         [
             f"# {ablation_name(spec)}: ablation of {model}",
@@ -208,6 +215,7 @@ def report(
             " ".join(filter(None, [footnote, left_out])),
             f"Split {reference.split_hash} (every variant); dataset fingerprint of "
             f"`{REFERENCE}` {reference.fingerprint}.",
+            *([processors] if processors else []),
             "Variants:\n\n" + "\n".join(f"- `{v.name}`: {v.description}" for v in variants),
         ]
     )

@@ -38,7 +38,7 @@ from benchmarks.report import Column, summarise
 from benchmarks.runner import prepare_datamodule, run_models
 from benchmarks.spec import RunSpec
 from benchmarks.study_plan import StudyPlan, cell_spec, load_study, study_name
-from benchmarks.summary import model_result, reference_results, table_command
+from benchmarks.summary import model_result, processors_line, reference_results, table_command
 from benchmarks.wandb_logging import WandbRuns
 from datamodules.atomic import atomic_write_text
 from datamodules.threads import resolve_threads
@@ -226,6 +226,16 @@ def _report(spec, plan, folder, cells, command, ran, skipped) -> StudyOutcome:
     splits = ", ".join(
         f"{c.name} {ref.split_hash} ({ref.test_requests} requests)" for c, ref, _ in cells
     )
+    processors = processors_line(
+        [
+            json.loads(
+                RunStore(folder / c.name / r.name).record_path(f"{r.model}-seed{s}").read_text()
+            )
+            for c, _, _ in cells
+            for r in plan.rows
+            for s in seeds
+        ]
+    )
     text = "\n\n".join(
         [
             f"# {study_name(spec, plan)}: `{plan.metric}`",
@@ -239,6 +249,7 @@ def _report(spec, plan, folder, cells, command, ran, skipped) -> StudyOutcome:
             f"bootstrap intervals over queries in summary.csv and ndcg.png. `ref:` rows are "
             f"model-free references.",
             f"Test splits: {splits}; lock {lock_hash()}, {threads} thread(s).",
+            *([processors] if processors else []),
             "Rows:\n\n"
             + "\n".join(f"- `{r.name}` ({r.model}): {r.description}" for r in plan.rows),
             "Columns:\n\n" + "\n".join(f"- `{c.name}`: {c.description}" for c in plan.columns),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def write_summary(
     table = summarise(results, columns, alpha, units=units)
     markdown = to_markdown(table, columns, alpha)
     first = valid[rows[0]][0] if rows else None
+    records = [record for row in rows for record in valid[row]]
+    processors = processors_line(records)
     left_out = left_out_from(first) if first else ""
     leak = leak_line(
         label_leak(datamodule, spec.metrics.ks, spec.metrics.gain, spec.metrics.scoring())
@@ -94,6 +97,7 @@ def write_summary(
                 f"Split {datamodule.split_hash}, dataset fingerprint {datamodule.fingerprint}, "
                 f"lock {lock_hash()}, {threads} thread(s)." + _notes_line(datamodule),
                 *([_preparation_line(first)] if first and first.get("preparation") else []),
+                *([processors] if processors else []),
                 *([_tuned_line(tuned_records)] if tuned_records else []),
                 *([stale_table(stale)] if stale else []),
                 *([failed_list(failures)] if failures else []),
@@ -119,7 +123,6 @@ def write_summary(
     plot_summary(table, columns, folder / "ndcg.png", title=spec.name)
     stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
     failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
-    records = [record for row in rows for record in valid[row]]
     return Summary(table, markdown + "\n\n" + left_out, stale_lines, failed, records)
 
 
@@ -387,6 +390,24 @@ def _tuned_line(records: list[dict]) -> str:
         f"{first['tuned_on']['benchmark']}, {given}chosen on {OBJECTIVE} (never the test "
         f"split): {studies}."
     )
+
+
+def processors_line(records: list[dict]) -> str | None:
+    """The processors a table's runs trained on, as their records name them
+    (``environment.cpu``): a torch model trained again on another processor gives other last
+    bits, so a table made on several machines says so. None when no record names one."""
+    counts = Counter((record.get("environment") or {}).get("cpu") for record in records)
+    unnamed = counts.pop(None, 0)
+    if not counts:
+        return None
+    parts = [f"{cpu} ({_runs(n)})" for cpu, n in sorted(counts.items())]
+    if unnamed:
+        parts.append(f"not named ({_runs(unnamed)}, made before records named the processor)")
+    return f"Processors the runs trained on: {'; '.join(parts)}."
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _preparation_line(record: dict) -> str:

@@ -135,6 +135,7 @@ def test_the_table_has_one_row_per_variant_in_file_order(first_run):
     assert "Reference variant: `full`" in summary and "Wilcoxon" in summary
     assert "p < 0.05" in summary and "seeds 0 " in summary
     assert "- `single_task`: relevance is the only training task" in summary
+    assert "Processors the runs trained on: " in summary  # every variant's runs, counted
     assert '- `behavioural`: data.labels.relevance="behavioural"' in summary  # no description
     assert (first_run.folder / "ndcg.png").stat().st_size > 1000
     assert "| variant | Δ NDCG@10 true |" in first_run.out  # printed too

@@ -13,6 +13,7 @@ import torch
 
 from benchmarks.cli import main
 from benchmarks.config import load_spec
+from benchmarks.records import cpu_model
 from benchmarks.runner import run_benchmark
 from models import REGISTRY, Ranker, register
 
@@ -74,9 +75,13 @@ def test_bench_writes_tables_records_and_plot(tiny_bench, capsys):
         f"in the process that trained xgboost-seed0: load {first['load']['seconds']:.1f} s, "
         f"peak {first['load']['peak_mb']:,.0f} MiB; labels" in summary
     )
+    # Every run trained here: the table names this processor and how many runs it made.
+    runs = len(list((folder / "runs").glob("*.json")))
+    assert f"Processors the runs trained on: {cpu_model()} ({runs} runs)." in summary
     for seed in (0, 1):
         record = json.loads((folder / "runs" / f"xgboost-seed{seed}.json").read_text())
         assert RECORD_FIELDS <= set(record)
+        assert record["environment"]["cpu"] == cpu_model()
         assert 0 <= record["metrics"]["true_relevance"]["ndcg@10"]["mean"] <= 1
         stages = record["preparation"]
         assert list(stages) == ["load", "labels", "features"]

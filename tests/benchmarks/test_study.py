@@ -92,6 +92,7 @@ def test_the_table_has_a_row_per_study_row_and_a_column_per_condition(study):
     for row in ("xgb_clicks", "xgb_labels", "xgb_no_debias", "ref: random"):
         assert f"| {row} |" in summary
     assert "`eta2`: strong position bias" in summary
+    assert "Processors the runs trained on: " in summary
     assert "Reproduce with: `rankbench study --seeds 0 1`" in summary  # no --models: rows name them
     provenance = json.loads((outcome.folder / "study.json").read_text())
     splits = {c["split_hash"] for c in provenance["columns"]}

@@ -13,6 +13,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.config import load_spec
 from benchmarks.runner import prepare_datamodule
+from benchmarks.summary import processors_line
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,17 @@ def test_the_logged_order_row_replays_the_positions(two_seeds):
     table = pl.read_csv(two_seeds / "summary.csv")
     logged = table.filter(pl.col("model") == "ref: logged order")
     assert logged["true_relevance/ndcg@10:mean"].item() == pytest.approx(np.mean(per_query))
+
+
+def test_the_processors_line_counts_runs_per_named_processor():
+    def made_on(cpu):
+        return {"environment": {"cpu": cpu} if cpu else {"processor": "x86_64 AVX512"}}
+
+    amd, intel = "AuthenticAMD AMD EPYC", "GenuineIntel Intel(R) Xeon(R)"
+    assert processors_line([made_on(None), {}]) is None  # nothing named: nothing said
+    assert processors_line([made_on(amd)]) == f"Processors the runs trained on: {amd} (1 run)."
+    mixed = [made_on(intel), made_on(amd), made_on(None), made_on(amd)]
+    assert processors_line(mixed) == (
+        f"Processors the runs trained on: {amd} (2 runs); {intel} (1 run); "
+        "not named (1 run, made before records named the processor)."
+    )
