@@ -200,13 +200,7 @@ def report(
     left_out = left_out_note(RunStore(folder / REFERENCE), specs[REFERENCE])
     if left_out:
         left_out += f" Counted in `{REFERENCE}`'s runs."
-    processors = processors_line(
-        [
-            json.loads(RunStore(folder / v.name).record_path(f"{model}-seed{s}").read_text())
-            for v in variants
-            for s in spec.seeds
-        ]
-    )
+    processors = processors_line(cpu for result in results for cpu in result.processors)
     text = "\n\n".join(
         [
             f"# {ablation_name(spec)}: ablation of {model}",

@@ -15,7 +15,7 @@ ablation's reference variant).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -53,6 +53,8 @@ class ModelResult:
     peak_mb: list[float]
     # A record this code, data or settings would not make again: shown, never best or tested.
     stale: bool = False
+    # The processor each seed's run trained on (its record's environment.cpu; None: unnamed).
+    processors: list[str | None] = field(default_factory=list)
 
 
 def summarise(

@@ -34,7 +34,7 @@ from benchmarks.ablation_plan import group_by_data
 from benchmarks.config import source_for
 from benchmarks.plots import plot_summary
 from benchmarks.records import RunStore, lock_hash
-from benchmarks.report import Column, summarise
+from benchmarks.report import Column, ModelResult, summarise
 from benchmarks.runner import prepare_datamodule, run_models
 from benchmarks.spec import RunSpec
 from benchmarks.study_plan import StudyPlan, cell_spec, load_study, study_name
@@ -145,18 +145,25 @@ def _raise_failures(store: RunStore, where: str) -> None:
 # ---------------------------------------------------------------------- the report
 
 
-def study_table(plan: StudyPlan, folder: Path, seeds: list[int], cells, alpha: float):
-    """One row per (row, column) with the headline's mean, std, interval and corrected p-value
-    against the column's best row; the references of each column as rows too."""
-    headline = Column(plan.metric, plan.metric)
-    parts = []
-    for column, _reference, references in cells:
-        results = [
+def cell_results(plan: StudyPlan, folder: Path, seeds: list[int], cells) -> list[list[ModelResult]]:
+    """Each column's rows, as their records hold them (one list per column of ``cells``)."""
+    return [
+        [
             replace(
                 model_result(RunStore(folder / column.name / r.name), r.model, seeds), name=r.name
             )
             for r in plan.rows
         ]
+        for column, _, _ in cells
+    ]
+
+
+def study_table(plan: StudyPlan, results_by_column: list[list[ModelResult]], cells, alpha: float):
+    """One row per (row, column) with the headline's mean, std, interval and corrected p-value
+    against the column's best row; the references of each column as rows too."""
+    headline = Column(plan.metric, plan.metric)
+    parts = []
+    for (column, _reference, references), results in zip(cells, results_by_column, strict=True):
         # The references are shown for scale, outside the family of tests.
         trained = summarise(results, [headline], alpha)
         shown = summarise(references, [headline], alpha, against=references[0].name)
@@ -216,7 +223,8 @@ def _cell(row: dict, table: pl.DataFrame, column: str, alpha: float) -> str:
 def _report(spec, plan, folder, cells, command, ran, skipped) -> StudyOutcome:
     seeds = list(spec.seeds)
     alpha = spec.metrics.alpha
-    table = study_table(plan, folder, seeds, cells, alpha)
+    results_by_column = cell_results(plan, folder, seeds, cells)
+    table = study_table(plan, results_by_column, cells, alpha)
     markdown = study_markdown(plan, table, alpha)
     models = list(dict.fromkeys(r.model for r in plan.rows))
     threads = resolve_threads(spec.threads)
@@ -227,14 +235,7 @@ def _report(spec, plan, folder, cells, command, ran, skipped) -> StudyOutcome:
         f"{c.name} {ref.split_hash} ({ref.test_requests} requests)" for c, ref, _ in cells
     )
     processors = processors_line(
-        [
-            json.loads(
-                RunStore(folder / c.name / r.name).record_path(f"{r.model}-seed{s}").read_text()
-            )
-            for c, _, _ in cells
-            for r in plan.rows
-            for s in seeds
-        ]
+        cpu for results in results_by_column for result in results for cpu in result.processors
     )
     text = "\n\n".join(
         [

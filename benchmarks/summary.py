@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def write_summary(
     markdown = to_markdown(table, columns, alpha)
     first = valid[rows[0]][0] if rows else None
     records = [record for row in rows for record in valid[row]]
-    processors = processors_line(records)
+    processors = processors_line(record_processor(record) for record in records)
     left_out = left_out_from(first) if first else ""
     leak = leak_line(
         label_leak(datamodule, spec.metrics.ks, spec.metrics.gain, spec.metrics.scoring())
@@ -329,6 +330,7 @@ def result_of(store: RunStore, model: str, records: list[dict]) -> ModelResult:
         per_query=per_query,
         fit_seconds=[r["wall_time_s"]["fit"] for r in records],
         peak_mb=[r["peak_memory_mb"] for r in records],
+        processors=[record_processor(r) for r in records],
     )
 
 
@@ -392,11 +394,16 @@ def _tuned_line(records: list[dict]) -> str:
     )
 
 
-def processors_line(records: list[dict]) -> str | None:
-    """The processors a table's runs trained on, as their records name them
-    (``environment.cpu``): a torch model trained again on another processor gives other last
-    bits, so a table made on several machines says so. None when no record names one."""
-    counts = Counter((record.get("environment") or {}).get("cpu") for record in records)
+def record_processor(record: dict) -> str | None:
+    """The processor a run trained on, as its record names it (None: made before records did)."""
+    return (record.get("environment") or {}).get("cpu")
+
+
+def processors_line(processors: Iterable[str | None]) -> str | None:
+    """The processors a table's runs trained on (one entry per run, None where its record
+    does not name one): a torch model trained again on another processor gives other last
+    bits, so a table made on several machines says so. None when no run names one."""
+    counts = Counter(processors)
     unnamed = counts.pop(None, 0)
     if not counts:
         return None

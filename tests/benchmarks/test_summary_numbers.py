@@ -13,7 +13,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.config import load_spec
 from benchmarks.runner import prepare_datamodule
-from benchmarks.summary import processors_line
+from benchmarks.summary import processors_line, record_processor
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +57,13 @@ def test_the_logged_order_row_replays_the_positions(two_seeds):
 
 
 def test_the_processors_line_counts_runs_per_named_processor():
-    def made_on(cpu):
-        return {"environment": {"cpu": cpu} if cpu else {"processor": "x86_64 AVX512"}}
-
     amd, intel = "AuthenticAMD AMD EPYC", "GenuineIntel Intel(R) Xeon(R)"
-    assert processors_line([made_on(None), {}]) is None  # nothing named: nothing said
-    assert processors_line([made_on(amd)]) == f"Processors the runs trained on: {amd} (1 run)."
-    mixed = [made_on(intel), made_on(amd), made_on(None), made_on(amd)]
-    assert processors_line(mixed) == (
+    unnamed = {"environment": {"processor": "x86_64 AVX512"}}  # made before records named it
+    assert record_processor(unnamed) is None and record_processor({}) is None
+    assert record_processor({"environment": {"cpu": amd}}) == amd
+    assert processors_line([None, None]) is None  # nothing named: nothing said
+    assert processors_line([amd]) == f"Processors the runs trained on: {amd} (1 run)."
+    assert processors_line([intel, amd, None, amd]) == (
         f"Processors the runs trained on: {amd} (2 runs); {intel} (1 run); "
         "not named (1 run, made before records named the processor)."
     )
