@@ -5,11 +5,13 @@ command line, merged once and typed once."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import yaml
 
 from benchmarks.spec import RunSpec, build_spec
+from benchmarks.wandb_logging import MODES
 from datamodules.sources import DATASET_OPTIONS, dataset_options, make_source
 from datamodules.threads import available_cores, resolve_threads
 from models import get_ranker
@@ -37,10 +39,10 @@ def load_spec(
     overrides: dict | None = None,
     assignments: list[str] | None = None,
 ) -> RunSpec:
-    """Defaults <- the dataset's defaults <- file <- ``overrides`` (command-line options) <-
-    ``key.sub=value`` pairs. The dataset is the one the last of them names. Every error is
-    one line, before any data work."""
-    layers = []
+    """Defaults <- the dataset's defaults <- ``WANDB_MODE`` <- file <- ``overrides``
+    (command-line options) <- ``key.sub=value`` pairs. The dataset is the one the last of them
+    names. Every error is one line, before any data work."""
+    layers = [environment_settings()]
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -62,6 +64,15 @@ def load_spec(
     if any(get_ranker(model).uses_trainer for model in spec.models):
         check_trainer(spec.trainer, available_cores())
     return spec if spec.name else spec.changed(name=default_name(spec))
+
+
+def environment_settings() -> tuple[dict, str]:
+    """``WANDB_MODE`` sets W&B's mode where the file and the command line do not (``make bench
+    WANDB_MODE=disabled``): the variable W&B users already set."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode and mode not in MODES:
+        raise ValueError(f"WANDB_MODE must be one of {', '.join(MODES)}, not {mode!r}")
+    return ({"wandb": {"mode": mode}} if mode else {}), "WANDB_MODE"
 
 
 def resolve_jobs(spec: RunSpec) -> int:

@@ -13,7 +13,9 @@ from datamodules.features import FeatureConfig
 from datamodules.search_log import DataConfig
 from datamodules.tables import SearchLog, Truth
 
-os.environ.setdefault("WANDB_MODE", "offline")
+# No W&B unless a test asks for it on its command line (`--wandb offline`): a W&B run costs
+# about a second to open, and the tests that check W&B say so.
+os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -40,23 +40,25 @@ RECORD_FIELDS = {
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    code = main(
-        [
-            "bench",
-            "--preset",
-            "tiny",
-            "--models",
-            "xgboost",
-            "--seeds",
-            "0",
-            "1",
-            "--out",
-            str(out),
-            "--quiet",
-            "--set",
-            "model_config.xgboost.n_estimators=40",
-        ]
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("WANDB_MODE")  # the defaults a user gets, W&B's too
+        code = main(
+            [
+                "bench",
+                "--preset",
+                "tiny",
+                "--models",
+                "xgboost",
+                "--seeds",
+                "0",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+                "--set",
+                "model_config.xgboost.n_estimators=40",
+            ]
+        )
     return code, out / "simulator-tiny"
 
 

@@ -82,6 +82,28 @@ def test_disabled_writes_no_wandb_folder(tmp_path, mode):
     assert not (tmp_path / "simulator-tiny" / "wandb").exists()
 
 
+def test_wandb_mode_in_the_environment_is_the_default_and_the_command_line_wins(
+    tmp_path, monkeypatch, capsys
+):
+    from benchmarks.config import load_spec
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    without_flag = [a for a in ARGS if a not in ("--wandb", "offline")]
+    assert main([*without_flag, "--models", "xgboost", "--out", str(tmp_path / "env")]) == 0
+    assert not (tmp_path / "env" / "simulator-tiny" / "wandb").exists()
+    assert load_spec(overrides={"wandb": {"mode": "offline"}}).wandb.mode == "offline"
+    config = tmp_path / "online.yaml"
+    config.write_text("wandb:\n  mode: online\n")
+    assert load_spec(config).wandb.mode == "online"  # a user's file over the environment
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert main([*without_flag, "--models", "xgboost", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "rankbench: error: WANDB_MODE must be one of offline, online, disabled, not 'dryrun'"
+    )
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("model", ["xgboost", "tabnet"])
 def test_tree_and_tabnet_rankers_log_each_iteration(tmp_path, monkeypatch, model):
     import wandb
