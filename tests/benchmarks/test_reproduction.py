@@ -107,21 +107,18 @@ def test_the_committed_records_are_reused_and_the_table_is_unchanged(
         assert (tmp_path / "simulator-ci" / name).read_bytes() == (REFERENCE / name).read_bytes()
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
-def test_the_reference_is_reused_at_its_thread_count_and_xgboost_at_any(
-    tmp_path, capsys, monkeypatch, cache, threads
+def test_at_another_thread_count_xgboost_is_reused_and_mmoe_trained_again(
+    tmp_path, capsys, monkeypatch, cache
 ):
+    # At the reference's own count every record is reused: the test above.
     monkeypatch.setenv("RANKBENCH_CACHE", str(cache))
     shutil.copytree(REFERENCE, tmp_path / "simulator-ci", ignore=shutil.ignore_patterns("wandb"))
     made_at = str(_records(REFERENCE)["mmoe-seed0"]["environment"]["threads"])
     assert _command()[-2:] == ["--threads", made_at]  # the table says at which count
-    before = (REFERENCE / "summary.csv").read_bytes()
+    other = "1" if made_at != "1" else "2"
     capsys.readouterr()
-    assert _run(tmp_path, "--threads", threads) == 0
+    assert _run(tmp_path, "--threads", other) == 0
     out = capsys.readouterr().out
     assert "skip xgboost-seed0" in out
-    if threads == made_at:
-        assert "done " not in out and out.count("skip ") == 2
-        assert (tmp_path / "simulator-ci" / "summary.csv").read_bytes() == before
-    else:  # MMoE's numbers depend on the thread count: trained again, at this one
-        assert "done mmoe-seed0" in out
+    # MMoE's numbers depend on the thread count: trained again, at this one
+    assert "done mmoe-seed0" in out
