@@ -42,23 +42,9 @@ def tiny_bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("WANDB_MODE")  # the defaults a user gets, W&B's too
-        code = main(
-            [
-                "bench",
-                "--preset",
-                "tiny",
-                "--models",
-                "xgboost",
-                "--seeds",
-                "0",
-                "1",
-                "--out",
-                str(out),
-                "--quiet",
-                "--set",
-                "model_config.xgboost.n_estimators=40",
-            ]
-        )
+        args = ["bench", "--preset", "tiny", "--models", "xgboost", "--seeds", "0", "1"]
+        args += ["--out", str(out), "--quiet", "--set", "model_config.xgboost.n_estimators=40"]
+        code = main(args)
     return code, out / "simulator-tiny"
 
 

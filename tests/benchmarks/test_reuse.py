@@ -161,9 +161,7 @@ def test_two_processes_write_byte_identical_per_query_files(tmp_path):
         command = [sys.executable, "-m", "benchmarks.cli", "bench", "--preset", "tiny"]
         command += ["--models", "xgboost", "mmoe", "--seeds", "0", "--threads", "1", "--quiet"]
         command += ["--out", str(tmp_path / name), *FAST]
-        procs.append(
-            subprocess.Popen(command, cwd=ROOT, env=os.environ, stdout=subprocess.PIPE, text=True)
-        )
+        procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True))
     for proc in procs:
         assert proc.wait(timeout=600) == 0
     runs = [RunStore(tmp_path / name / "simulator-tiny" / "runs") for name in ("a", "b")]

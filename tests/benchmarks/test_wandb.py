@@ -10,6 +10,7 @@ import time
 import pytest
 
 from benchmarks.cli import main
+from benchmarks.config import load_spec
 
 ARGS = ["bench", "--preset", "tiny", "--seeds", "0", "--wandb", "offline", "--quiet"]
 ARGS += ["--set", "model_config.mmoe.max_epochs=3", "--set", "model_config.xgboost.n_estimators=20"]
@@ -85,8 +86,6 @@ def test_disabled_writes_no_wandb_folder(tmp_path, mode):
 def test_wandb_mode_in_the_environment_is_the_default_and_the_command_line_wins(
     tmp_path, monkeypatch, capsys
 ):
-    from benchmarks.config import load_spec
-
     monkeypatch.setenv("WANDB_MODE", "disabled")
     without_flag = [a for a in ARGS if a not in ("--wandb", "offline")]
     assert main([*without_flag, "--models", "xgboost", "--out", str(tmp_path / "env")]) == 0
