@@ -82,11 +82,7 @@ def resolve_jobs(spec: RunSpec) -> int:
     jobs = max(1, cores // threads) if spec.jobs == "auto" else spec.jobs
     if jobs == 1:
         return 1
-    if jobs * threads > cores:
-        raise ValueError(
-            f"jobs: {jobs} runs at a time with {threads} thread(s) each need {jobs * threads} "
-            f"cores, and this process may use {cores}; lower --jobs or --threads"
-        )
+    # Settings that cannot go together first: they are wrong on any machine.
     devices, trainer = spec.trainer.devices, spec.trainer
     several = str(devices) not in ("auto", "1") or trainer.num_nodes > 1
     if several or single_device(trainer) == "cuda":
@@ -96,6 +92,11 @@ def resolve_jobs(spec: RunSpec) -> int:
         )
     if spec.dask is not None:
         raise ValueError("--jobs and --dask: the cluster already spreads the work; use one")
+    if jobs * threads > cores:
+        raise ValueError(
+            f"jobs: {jobs} runs at a time with {threads} thread(s) each need {jobs * threads} "
+            f"cores, and this process may use {cores}; lower --jobs or --threads"
+        )
     return jobs
 
 

@@ -52,6 +52,7 @@ def test_two_jobs_make_the_records_one_job_makes_and_reuse_them(tmp_path, capsys
         (["--jobs", "0"], "jobs must be at least 1"),
         (["--jobs", "64"], "runs at a time with 1 thread(s) each"),
         (["--jobs", "2", "--devices", "2", "--strategy", "ddp"], "--jobs and several devices"),
+        (["--jobs", "2", "--dask", "local"], "--jobs and --dask"),
     ],
 )
 def test_bad_jobs_are_one_line_before_any_data_work(tmp_path, capsys, extra, message):
