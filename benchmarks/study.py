@@ -17,7 +17,8 @@ matches is skipped, so an interrupted study resumes. Rows with the same data set
 one prepared dataset per column. Within a column every row has the same test split, so the
 rows are compared query by query: mean ± std over seeds, a bootstrap interval over queries,
 and a two-sided paired Wilcoxon test of every row against the column's best row,
-Holm-Bonferroni-corrected over the rows of that column.
+Holm-Bonferroni-corrected over the model rows of that column (the reference rows a family
+of their own).
 """
 
 from __future__ import annotations
@@ -246,7 +247,8 @@ def _report(spec, plan, folder, cells, command, ran, skipped) -> StudyOutcome:
             f"{', '.join(map(str, seeds))}; "
             f"bold: best row per column; *: differs from it by a two-sided paired Wilcoxon "
             f"signed-rank test over test requests on per-query values averaged over seeds, "
-            f"Holm-Bonferroni-corrected over the rows of the column (p < {alpha}); 95% "
+            f"Holm-Bonferroni-corrected over the model rows of the column (`ref:` rows a "
+            f"family of their own; p < {alpha}); 95% "
             f"bootstrap intervals over queries in summary.csv and ndcg.png. `ref:` rows are "
             f"model-free references.",
             f"Test splits: {splits}; lock {lock_hash()}, {threads} thread(s).",

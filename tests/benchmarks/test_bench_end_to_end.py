@@ -116,6 +116,27 @@ def test_rerun_skips_finished_runs(tiny_bench, capsys):
     assert (folder / "runs" / "xgboost-seed0.json").read_text() == before
 
 
+def test_a_plot_that_fails_is_one_warning_and_the_tables_are_still_written(
+    tiny_bench, capsys, monkeypatch
+):
+    _, folder = tiny_bench
+    import benchmarks.summary
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no font found\n" + "x" * 10_000)
+
+    monkeypatch.setattr(benchmarks.summary, "plot_summary", broken)
+    (folder / "summary.csv").unlink()
+    args = ["bench", "--preset", "tiny", "--models", "xgboost", "--seeds", "0", "1"]
+    args += ["--out", str(folder.parent), "--wandb", "disabled", "--quiet"]
+    code = main([*args, "--set", "model_config.xgboost.n_estimators=40"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if "ndcg.png not drawn" in line]
+    assert len(warning) == 1 and warning[0].endswith("no font found")
+    assert (folder / "summary.csv").is_file() and not (folder / "ndcg.png").exists()
+
+
 class _Flaky(Ranker):
     """Scores by a feature; crashes on seed 1 while ``crash`` is set (a killed run)."""
 

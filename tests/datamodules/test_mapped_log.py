@@ -85,10 +85,11 @@ def test_the_readme_worked_example(tmp_path):
     assert log.sources["impressions"].endswith("clicks.csv")
 
 
-def user_style_files(folder: Path) -> Path:
-    """The tiny simulator's log written as a user's system might: other column names,
-    0-based positions, "True"/"False" clicks, a semicolon CSV, gzipped, plus Parquet."""
-    log = simulate(preset("tiny"))
+def user_style_files(folder: Path, **simulator) -> Path:
+    """The tiny simulator's log (its settings overridden by ``simulator``) written as a
+    user's system might: other column names, 0-based positions, "True"/"False" clicks, a
+    semicolon CSV, gzipped, plus Parquet."""
+    log = simulate(preset("tiny", **simulator))
     folder.mkdir(parents=True, exist_ok=True)
     impressions = log.impressions.select(
         pl.col("request_id").alias("qid"),
@@ -171,6 +172,34 @@ def test_rankbench_bench_runs_on_a_mapping(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     summary = (out / "files-data-mapping" / "summary.md").read_text()
     assert "| xgboost |" in summary and "MRR buy" in summary
+
+
+def test_a_log_whose_queries_repeat_gets_its_whole_report(tmp_path, capsys):
+    # One wording per intent: 2,000 requests share 40 query texts (as a shop's head queries
+    # repeat), so tests and intervals resample texts, while each mean is over the requests.
+    # Before, the interval was over the texts' means: the random order's click MRR, 0.3726
+    # over requests, lay outside its own [0.3491, 0.3725], and the plot stopped the command.
+    mapping = user_style_files(tmp_path / "data", n_requests=2000, wordings_per_intent=1)
+    out = tmp_path / "results"
+    code = main(
+        ["bench", "--dataset", "files", "--data", str(mapping), "--models", "xgboost"]
+        + ["--seeds", "0", "--out", str(out), "--quiet", "--wandb", "disabled"]
+        + ["--set", "model_config.xgboost.n_estimators=20"]
+    )
+    assert code == 0, capsys.readouterr().err
+    folder = out / "files-data-mapping"
+    assert (folder / "ndcg.png").stat().st_size > 0
+    assert "distinct test query texts" in (folder / "summary.md").read_text()
+    table = pl.read_csv(folder / "summary.csv")
+    means = [c for c in table.columns if c.endswith(":mean") and "/" in c]
+    for row in table.filter(pl.col(means[0]).is_not_null()).iter_rows(named=True):
+        for mean in means:
+            key = mean.removesuffix(":mean")
+            if row[mean] is not None and row[f"{key}:ci_low"] is not None:
+                assert row[f"{key}:ci_low"] <= row[mean] <= row[f"{key}:ci_high"], (
+                    row["model"],
+                    key,
+                )
 
 
 # --------------------------------------------------------------------------- bad input
