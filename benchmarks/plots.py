@@ -37,7 +37,14 @@ def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
         low = models[f"{column.key}:ci_low"].fill_null(np.nan).to_numpy()
         high = models[f"{column.key}:ci_high"].fill_null(np.nan).to_numpy()
         errors = np.vstack([means - low, high - means])
-        ax.errorbar(means, y, xerr=np.clip(np.nan_to_num(errors), 0.0, None), fmt="o", capsize=3, color="tab:blue")
+        ax.errorbar(
+            means,
+            y,
+            xerr=np.clip(np.nan_to_num(errors), 0.0, None),
+            fmt="o",
+            capsize=3,
+            color="tab:blue",
+        )
         shown = [m for m in np.concatenate([low, high, means]) if np.isfinite(m)]
         if shown:
             span = max(shown) - min(shown) or 0.01
