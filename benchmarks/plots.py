@@ -3,6 +3,7 @@ the ablation's headline per variant."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,17 @@ from datamodules.atomic import atomic_path  # noqa: E402
 
 
 def plot_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
+    """Draw ``path`` (``_draw_summary``); a figure that fails is one warning line and no
+    file, never an error: the tables, the CSV and the W&B summary do not wait on it."""
+    try:
+        _draw_summary(table, columns, path, title)
+    except Exception as exc:  # noqa: BLE001 (a figure never takes the tables down with it)
+        path.unlink(missing_ok=True)  # never a figure of older tables
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(f"rankbench: warning: {path} not drawn: {first_line}", file=sys.stderr)
+
+
+def _draw_summary(table: pl.DataFrame, columns, path: Path, title: str) -> None:
     """One panel per metric: each model's mean with its 95% bootstrap interval over queries,
     on an axis fitted to the models (a bar from 0 would hide the gaps the tests call
     significant), and the reference rows as horizontal lines."""

@@ -95,17 +95,9 @@ def summarise(
     for column in columns:
         baseline = _named(results, against) if against else _best_model(results, column)
         raw = _p_values(results, column, baseline, units)
-        # Two families: the models' comparisons, and the reference rows' (is the best model
-        # better than the logged order?). References in the models' family would make every
-        # model's star more conservative for comparisons no one asked of the models.
-        reference = pl.Series([r.reference for r in results], dtype=pl.Boolean)
-        adjusted = holm(raw.zip_with(~reference, pl.Series([None] * len(raw), dtype=pl.Float64)))
-        adjusted_references = holm(
-            raw.zip_with(reference, pl.Series([None] * len(raw), dtype=pl.Float64))
-        )
         table = table.with_columns(
             raw.alias(f"{column.key}:p_raw"),
-            adjusted.zip_with(~reference, adjusted_references).alias(f"{column.key}:p"),
+            holm_by_family(raw, [r.reference for r in results]).alias(f"{column.key}:p"),
         )
     return table
 
@@ -124,6 +116,18 @@ def holm(p_values: pl.Series) -> pl.Series:
     return pl.Series(p_values.name, adjusted).fill_nan(None)
 
 
+def holm_by_family(p_values: pl.Series, reference: list[bool]) -> pl.Series:
+    """Holm within two families: the model rows' comparisons, and the reference rows' (is the
+    best model better than the logged order?). References in the models' family would make
+    every model's star more conservative for comparisons no one asked of the models."""
+    adjusted = np.full(len(p_values), np.nan)
+    for family in (np.asarray(reference, dtype=bool), ~np.asarray(reference, dtype=bool)):
+        if family.any():
+            rows = holm(p_values.filter(pl.Series(family)))
+            adjusted[family] = rows.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return pl.Series(p_values.name, adjusted).fill_nan(None)
+
+
 def query_interval(
     per_query: pl.DataFrame, key: str, units: pl.DataFrame | None = None, level: float = 0.95
 ) -> tuple:
@@ -138,14 +142,10 @@ def query_interval(
     frame = per_query.select("request_id", key).filter(
         pl.col(key).is_not_null() & pl.col(key).is_not_nan()
     )
-    if units is not None:
-        frame = frame.join(units, on="request_id", how="left").with_columns(
-            pl.col("unit")
-            .cast(pl.String)
-            .fill_null("request " + pl.col("request_id").cast(pl.String))
-        )
-    else:
+    if units is None:
         frame = frame.with_columns(unit=pl.col("request_id"))
+    else:
+        frame = frame.join(units, on="request_id")
     grouped = frame.group_by("unit").agg(pl.col(key).sum().alias("sum"), pl.len().alias("n"))
     grouped = grouped.sort("unit")
     sums, counts = grouped["sum"].to_numpy(), grouped["n"].to_numpy().astype(np.float64)

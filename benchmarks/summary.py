@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,9 +90,9 @@ def write_summary(
                 f"({datamodule.arrays('test').n_groups} requests); bold: best model per column; "
                 f"*: differs from the best model by a two-sided paired Wilcoxon signed-rank "
                 f"test over {_unit_words(units)} on per-query values averaged over seeds, "
-                f"Holm-Bonferroni-corrected over the model rows tested in each column (the `ref:` "
-                f"rows a family of their own; p < {alpha}); "
-                f"95% bootstrap intervals of each mean, resampling them, are in summary.csv "
+                f"Holm-Bonferroni-corrected over the model rows tested in each column (`ref:` "
+                f"rows apart; p < {alpha}); 95% bootstrap intervals of each mean, resampling "
+                f"them, are in summary.csv "
                 f"(`:ci_low`, `:ci_high`) and ndcg.png. `ref:` rows are model-free "
                 f"references. {left_out}" + _convention_line(spec),
                 *([leak] if leak else []),
@@ -123,12 +122,7 @@ def write_summary(
             default=str,
         ),
     )
-    try:
-        plot_summary(table, columns, folder / "ndcg.png", title=spec.name)
-    except Exception as exc:  # noqa: BLE001 (a figure never takes the tables down with it)
-        (folder / "ndcg.png").unlink(missing_ok=True)  # never a figure of older tables
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        print(f"rankbench: warning: {folder / 'ndcg.png'} not drawn: {first_line}", file=sys.stderr)
+    plot_summary(table, columns, folder / "ndcg.png", title=spec.name)
     stale_lines = [f"{run_id}: {', '.join(reasons)}" for run_id, _, reasons in stale]
     failed = [f"{f['run_id']} at {f['stage']}: {f['error']}" for f in failures]
     return Summary(table, markdown + "\n\n" + left_out, stale_lines, failed, records)

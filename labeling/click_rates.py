@@ -211,11 +211,16 @@ def fit_beta_prior(
 _LOG_BOUNDS = (-10.0, 15.0)  # on log alpha and log beta: priors worth 4.5e-5 to 3.3e6 trials
 
 
-def _beta_binomial_fit_terms(successes, failures, log_params):
-    """Negative log-likelihood, its gradient and Hessian in the log-parameters."""
+def _negative_log_likelihood(successes, failures, log_params) -> float:
+    a, b = math.exp(log_params[0]), math.exp(log_params[1])
+    value = float(np.sum(betaln(successes + a, failures + b)))
+    return -(value - len(successes) * float(betaln(a, b)))
+
+
+def _gradient_and_hessian(successes, failures, log_params):
+    """Of the negative log-likelihood, in the log-parameters."""
     a, b = math.exp(log_params[0]), math.exp(log_params[1])
     n, trials = len(successes), successes + failures
-    value = float(np.sum(betaln(successes + a, failures + b))) - n * float(betaln(a, b))
     shared = float(np.sum(digamma(trials + a + b))) - n * float(digamma(a + b))
     g_a = float(np.sum(digamma(successes + a))) - n * float(digamma(a)) - shared
     g_b = float(np.sum(digamma(failures + b))) - n * float(digamma(b)) - shared
@@ -224,8 +229,8 @@ def _beta_binomial_fit_terms(successes, failures, log_params):
     h_bb = float(np.sum(polygamma(1, failures + b))) - n * float(polygamma(1, b)) - shared2
     # Chain rule through alpha = exp(u): d/du = a d/da, d2/du2 = a^2 d2/da2 + a d/da.
     gradient = (-g_a * a, -g_b * b)
-    hessian = (-(a * a * h_aa + a * g_a), -(a * b * -shared2), -(b * b * h_bb + b * g_b))
-    return -value, gradient, hessian
+    hessian = (-(a * a * h_aa + a * g_a), a * b * shared2, -(b * b * h_bb + b * g_b))
+    return gradient, hessian
 
 
 def _newton_beta_binomial(successes, failures, start, max_steps: int = 100):
@@ -235,8 +240,9 @@ def _newton_beta_binomial(successes, failures, start, max_steps: int = 100):
     back to the gradient direction."""
     low, high = _LOG_BOUNDS
     x = tuple(min(max(v, low), high) for v in start)
-    value, gradient, (h00, h01, h11) = _beta_binomial_fit_terms(successes, failures, x)
+    value = _negative_log_likelihood(successes, failures, x)
     for _ in range(max_steps):
+        gradient, (h00, h01, h11) = _gradient_and_hessian(successes, failures, x)
         free = [
             not ((x[i] <= low and gradient[i] > 0) or (x[i] >= high and gradient[i] < 0))
             for i in range(2)
@@ -248,30 +254,21 @@ def _newton_beta_binomial(successes, failures, start, max_steps: int = 100):
                 -(h00 * gradient[1] - h01 * gradient[0]) / determinant,
             )
         else:
-            curvature = (h00, h11)
             step = tuple(
-                (-gradient[i] / curvature[i] if curvature[i] > 0 else -gradient[i])
-                if free[i]
-                else 0.0
-                for i in range(2)
+                (-gradient[i] / curvature if curvature > 0 else -gradient[i]) if free[i] else 0.0
+                for i, curvature in enumerate((h00, h11))
             )
-        if step == (0.0, 0.0):
-            break
-        scale, accepted = 1.0, None
+        scale, previous = 1.0, x
         for _ in range(60):  # backtracking (Armijo) on the projected point
             trial = tuple(min(max(x[i] + scale * step[i], low), high) for i in range(2))
             decrease = sum(gradient[i] * (trial[i] - x[i]) for i in range(2))
-            trial_value = _beta_binomial_fit_terms(successes, failures, trial)
-            if trial_value[0] <= value + 1e-4 * decrease:
-                accepted = trial, trial_value
+            trial_value = _negative_log_likelihood(successes, failures, trial)
+            if trial_value <= value + 1e-4 * decrease:
+                x, value = trial, trial_value
                 break
             scale *= 0.5
-        if accepted is None:
-            break
-        (moved, (value, gradient, (h00, h01, h11))), previous = accepted, x
-        x = moved
         if max(abs(x[0] - previous[0]), abs(x[1] - previous[1])) < 1e-10:
-            break
+            break  # converged, or no step decreases the objective any more
     return math.exp(x[0]), math.exp(x[1])
 
 

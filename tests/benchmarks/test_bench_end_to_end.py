@@ -120,12 +120,12 @@ def test_a_plot_that_fails_is_one_warning_and_the_tables_are_still_written(
     tiny_bench, capsys, monkeypatch
 ):
     _, folder = tiny_bench
-    import benchmarks.summary
+    import benchmarks.plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("no font found\n" + "x" * 10_000)
 
-    monkeypatch.setattr(benchmarks.summary, "plot_summary", broken)
+    monkeypatch.setattr(benchmarks.plots, "_draw_summary", broken)
     (folder / "summary.csv").unlink()
     args = ["bench", "--preset", "tiny", "--models", "xgboost", "--seeds", "0", "1"]
     args += ["--out", str(folder.parent), "--wandb", "disabled", "--quiet"]

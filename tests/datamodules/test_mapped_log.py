@@ -161,14 +161,17 @@ def test_a_user_style_log_reads_back_as_the_simulators(tmp_path):
     assert log.impressions["timestamp"].dtype.is_temporal()
 
 
+def bench_on(mapping: Path, out: Path, *extra: str) -> int:
+    return main(
+        ["bench", "--dataset", "files", "--data", str(mapping), "--models", "xgboost"]
+        + ["--seeds", "0", "--out", str(out), "--quiet", "--wandb", "disabled", *extra]
+    )
+
+
 def test_rankbench_bench_runs_on_a_mapping(tmp_path, capsys):
     mapping = user_style_files(tmp_path / "data")
     out = tmp_path / "results"
-    code = main(
-        ["bench", "--dataset", "files", "--data", str(mapping), "--models", "xgboost"]
-        + ["--seeds", "0", "--out", str(out), "--quiet", "--wandb", "disabled"]
-        + ["--set", "model_config.xgboost.n_estimators=20"]
-    )
+    code = bench_on(mapping, out, "--set", "model_config.xgboost.n_estimators=20")
     assert code == 0, capsys.readouterr().err
     summary = (out / "files-data-mapping" / "summary.md").read_text()
     assert "| xgboost |" in summary and "MRR buy" in summary
@@ -181,11 +184,7 @@ def test_a_log_whose_queries_repeat_gets_its_whole_report(tmp_path, capsys):
     # over requests, lay outside its own [0.3491, 0.3725], and the plot stopped the command.
     mapping = user_style_files(tmp_path / "data", n_requests=2000, wordings_per_intent=1)
     out = tmp_path / "results"
-    code = main(
-        ["bench", "--dataset", "files", "--data", str(mapping), "--models", "xgboost"]
-        + ["--seeds", "0", "--out", str(out), "--quiet", "--wandb", "disabled"]
-        + ["--set", "model_config.xgboost.n_estimators=20"]
-    )
+    code = bench_on(mapping, out, "--set", "model_config.xgboost.n_estimators=20")
     assert code == 0, capsys.readouterr().err
     folder = out / "files-data-mapping"
     assert (folder / "ndcg.png").stat().st_size > 0
@@ -203,13 +202,6 @@ def test_a_log_whose_queries_repeat_gets_its_whole_report(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- bad input
-
-
-def bench_on(mapping: Path, out: Path) -> int:
-    return main(
-        ["bench", "--dataset", "files", "--data", str(mapping), "--models", "xgboost"]
-        + ["--seeds", "0", "--out", str(out), "--quiet", "--wandb", "disabled"]
-    )
 
 
 BAD_FILES = {
